@@ -1,0 +1,6 @@
+"""dtkit: decision transformers for every modality."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]
