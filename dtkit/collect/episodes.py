@@ -1,0 +1,203 @@
+"""Running whole episodes: batched policy calls over a few independent envs.
+
+Each episode is reset with its own seed, so an episode depends only on its seed
+and the policy, not on which env slot ran it. One batched ``predict`` per step
+over ``n_parallel`` envs is ~15x faster than one call per env on CPU (SB3's
+``predict`` costs ~0.4 ms whatever the batch size; measured on CartPole).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = [
+    "Episode",
+    "episode_seed",
+    "evaluate",
+    "random_actor",
+    "run_episodes",
+    "sb3_actor",
+    "seeded_rng",
+]
+
+#: A batched actor: observations stacked on axis 0 in, one action per row out.
+Actor = Callable[[Any], np.ndarray]
+
+# Seed streams, so evaluation and dataset episodes never share reset seeds.
+EVAL_STREAM, REF_STREAM, TIER_STREAM, TIER_RNG_STREAM = 1, 2, 3, 4
+
+
+@dataclass
+class Episode:
+    """One finished episode as numpy arrays (``observations`` has one more row)."""
+
+    seed: int
+    observations: Any  # (n+1, *obs_shape), or a dict of such arrays
+    actions: np.ndarray  # (n, *act_shape)
+    rewards: np.ndarray  # (n,)
+    terminations: np.ndarray  # (n,) bool
+    truncations: np.ndarray  # (n,) bool
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def ret(self) -> float:
+        return float(self.rewards.sum())
+
+
+def episode_seed(base: int, stream: int, index: int, *extra: int) -> int:
+    """A reset seed that depends only on (base seed, stream, index): stateless and stable."""
+    return int(np.random.SeedSequence([base, stream, *extra, index]).generate_state(1)[0])
+
+
+def _stack(items: list[Any]) -> Any:
+    if isinstance(items[0], dict):
+        return {k: _stack([it[k] for it in items]) for k in items[0]}
+    return np.stack(items)
+
+
+def run_episodes(
+    env_id: str,
+    actor: Actor,
+    seed_for: Callable[[int], int],
+    *,
+    episodes: int | None = None,
+    transitions: int | None = None,
+    n_parallel: int = 16,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> list[Episode]:
+    """Run episodes ``0, 1, ...`` (reset seed ``seed_for(i)``) and return them in index order.
+
+    With ``transitions``, returns the shortest prefix of episodes holding at least
+    that many steps; episodes past it are dropped, so the result does not depend
+    on how many envs were in flight.
+
+    Example:
+        >>> eps = run_episodes("CartPole-v1", random_actor(gym.make("CartPole-v1").action_space, 0),
+        ...                    lambda i: i, episodes=3)  # doctest: +SKIP
+    """
+    if (episodes is None) == (transitions is None):
+        raise ValueError("pass exactly one of episodes or transitions")
+    limit = episodes if episodes is not None else None
+    envs = [gym.make(env_id) for _ in range(n_parallel if limit is None else min(n_parallel, limit))]
+    done: dict[int, Episode] = {}
+    running: list[dict[str, Any] | None] = [None] * len(envs)
+    next_index = 0
+
+    def start(slot: int) -> None:
+        nonlocal next_index
+        if limit is not None and next_index >= limit:
+            running[slot] = None
+            return
+        seed = seed_for(next_index)
+        obs, _ = envs[slot].reset(seed=seed)
+        running[slot] = {"i": next_index, "seed": seed, "obs": [obs], "act": [], "rew": [], "term": [], "trunc": []}
+        next_index += 1
+
+    def prefix_len() -> int | None:
+        # Smallest k with episodes 0..k-1 all finished and holding >= `transitions` steps.
+        total, k = 0, 0
+        while k in done:
+            total += len(done[k])
+            k += 1
+            if total >= transitions:
+                return k
+        return None
+
+    try:
+        for slot in range(len(envs)):
+            start(slot)
+        while any(r is not None for r in running):
+            active = [s for s, r in enumerate(running) if r is not None]
+            actions = actor(_stack([running[s]["obs"][-1] for s in active]))
+            for row, slot in enumerate(active):
+                r = running[slot]
+                obs, rew, term, trunc, _ = envs[slot].step(actions[row])
+                r["obs"].append(obs)
+                r["act"].append(actions[row])
+                r["rew"].append(rew)
+                r["term"].append(term)
+                r["trunc"].append(trunc)
+                if term or trunc:
+                    ep = Episode(
+                        seed=r["seed"],
+                        observations=_stack(r["obs"]),
+                        actions=np.stack(r["act"]),
+                        rewards=np.asarray(r["rew"], dtype=np.float64),
+                        terminations=np.asarray(r["term"], dtype=bool),
+                        truncations=np.asarray(r["trunc"], dtype=bool),
+                    )
+                    done[r["i"]] = ep
+                    if on_episode is not None:
+                        on_episode(ep)
+                    start(slot)
+            if transitions is not None and (k := prefix_len()) is not None:
+                return [done[i] for i in range(k)]
+        return [done[i] for i in range(len(done))]
+    finally:
+        for env in envs:
+            env.close()
+
+
+def random_actor(action_space: gym.Space, seed: int) -> Actor:
+    """Uniform random actions from a private, seeded copy of ``action_space``."""
+    space = copy.deepcopy(action_space)
+    space.seed(seed)
+
+    def act(obs: Any) -> np.ndarray:
+        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+        return np.stack([space.sample() for _ in range(n)])
+
+    return act
+
+
+def sb3_actor(model: Any, deterministic: bool) -> Actor:
+    """Batched SB3 ``predict``; Box actions are clipped to the env's bounds."""
+    space = model.action_space
+
+    def act(obs: Any) -> np.ndarray:
+        actions, _ = model.predict(obs, deterministic=deterministic)
+        if isinstance(space, gym.spaces.Box):
+            actions = np.clip(actions, space.low, space.high).astype(space.dtype)
+        return actions
+
+    return act
+
+
+@contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Seed the global torch and numpy RNGs that SB3 samples from; restore them after.
+
+    SB3's stochastic ``predict`` draws from torch (PPO, SAC) or ``np.random``
+    (DQN's epsilon), so a tier is reproducible only if both are pinned.
+    """
+    import torch
+
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+
+
+def evaluate(env_id: str, actor: Actor, episodes: int, seed: int, stream: int = EVAL_STREAM) -> tuple[float, float]:
+    """Mean and std of the return over ``episodes`` episodes with fixed reset seeds.
+
+    Every checkpoint sees the same seeds (common random numbers), so differences
+    between checkpoints come from the policy, not from the luck of the starts.
+    """
+    with seeded_rng(seed):
+        eps = run_episodes(env_id, actor, lambda i: episode_seed(seed, stream, i), episodes=episodes)
+    rets = np.array([e.ret for e in eps])
+    return float(rets.mean()), float(rets.std())

@@ -1,0 +1,254 @@
+"""Train an SB3 behaviour agent with evaluated checkpoints, resumably.
+
+A policy folder holds ``step-<steps>.zip`` checkpoints and ``index.json``, which
+records each checkpoint's evaluated mean return (deterministic and stochastic
+actions). Order of writes: zip (atomic), then index (atomic). A crash loses at
+most the chunk in progress; on restart, zips already on disk are reused and
+any zip missing from the index is evaluated again.
+
+Resuming is exact for the weights and optimizer, not for the RNG or env state:
+a resumed run is reproducible from the same crash point, but differs from an
+uninterrupted one. Off-policy replay buffers are kept in a hidden file while
+training so a resumed SAC/DQN does not restart from an empty buffer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dtkit.collect.episodes import evaluate, sb3_actor
+from dtkit.collect.recipe import ALGOS, TrainSpec
+from dtkit.errors import DtkitError
+from dtkit.io import atomic_file, atomic_write_json
+
+__all__ = ["Checkpoint", "PolicyIndex", "load_checkpoint", "prune_checkpoints", "read_index", "train_behaviour"]
+
+INDEX = "index.json"
+REPLAY = ".replay_buffer.pkl"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One saved policy and its evaluated returns."""
+
+    file: str
+    steps: int
+    return_det: float  # mean return, deterministic actions
+    return_stoch: float  # mean return, sampled actions
+    std_det: float = 0.0
+    std_stoch: float = 0.0
+
+    def mean_return(self, deterministic: bool) -> float:
+        return self.return_det if deterministic else self.return_stoch
+
+
+@dataclass(frozen=True)
+class PolicyIndex:
+    """Contents of ``index.json``: what was trained, how far, and the checkpoints."""
+
+    env_id: str
+    algo: str
+    seed: int
+    fingerprint: str  # of env, algo, policy, hyperparams, n_envs, seed: a change means a different run
+    trained_steps: int
+    eval_episodes: int
+    checkpoints: tuple[Checkpoint, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "env_id": self.env_id,
+            "algo": self.algo,
+            "seed": self.seed,
+            "fingerprint": self.fingerprint,
+            "trained_steps": self.trained_steps,
+            "eval_episodes": self.eval_episodes,
+            "checkpoints": [c.__dict__ for c in self.checkpoints],
+        }
+
+    @property
+    def final(self) -> Checkpoint:
+        return max(self.checkpoints, key=lambda c: c.steps)
+
+
+def train_fingerprint(env_id: str, spec: TrainSpec, seed: int) -> str:
+    """What makes two trainings the same run (the budget may grow; the rest may not)."""
+    blob = {"env_id": env_id, "algo": spec.algo, "policy": spec.policy, "n_envs": spec.n_envs,
+            "hyperparams": spec.hyperparams, "seed": seed}
+    return json.dumps(blob, sort_keys=True)
+
+
+def read_index(policy_dir: str | Path) -> PolicyIndex | None:
+    """The policy folder's index, or None when there is none yet."""
+    path = Path(policy_dir) / INDEX
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    return PolicyIndex(
+        env_id=d["env_id"], algo=d["algo"], seed=d["seed"], fingerprint=d["fingerprint"],
+        trained_steps=d["trained_steps"], eval_episodes=d["eval_episodes"],
+        checkpoints=tuple(Checkpoint(**c) for c in d["checkpoints"]),
+    )
+
+
+def _algo_class(algo: str) -> Any:
+    module, cls = ALGOS[algo].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_checkpoint(policy_dir: str | Path, ckpt: Checkpoint, algo: str, env: Any = None) -> Any:
+    """Load an SB3 zip on CPU (tiny MLPs run faster there than on a GPU)."""
+    path = Path(policy_dir) / ckpt.file
+    if not path.is_file():
+        raise DtkitError(f"checkpoint {path} is listed in {INDEX} but missing; delete {policy_dir} to retrain")
+    # Schedules are pickled closures that may not load across Python versions;
+    # inference never needs them, so replace them (SB3's documented workaround).
+    custom = None if env is not None else {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0,
+                                           "clip_range": lambda _: 0.0, "exploration_schedule": lambda _: 0.0}
+    return _algo_class(algo).load(path, env=env, device="cpu", custom_objects=custom)
+
+
+def _save_zip(model: Any, path: Path) -> None:
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        model.save(f)
+
+
+def train_behaviour(
+    env_id: str,
+    spec: TrainSpec,
+    policy_dir: str | Path,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> PolicyIndex:
+    """Train (or resume, or reuse) an SB3 agent, checkpointing every ``spec.checkpoint_every`` steps.
+
+    Returns at once when ``index.json`` says ``spec.steps`` were already trained.
+
+    Example:
+        >>> spec = TrainSpec(algo="ppo", steps=2048, checkpoint_every=1024)
+        >>> index = train_behaviour("CartPole-v1", spec, "runs/policies/cp")  # doctest: +SKIP
+        >>> [c.return_det for c in index.checkpoints]  # doctest: +SKIP
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+
+    policy_dir = Path(policy_dir)
+    fingerprint = train_fingerprint(env_id, spec, seed)
+    index = read_index(policy_dir)
+    if index is not None and index.fingerprint != fingerprint:
+        raise DtkitError(
+            f"{policy_dir} holds checkpoints of a different run ({index.algo} on {index.env_id}, "
+            f"seed {index.seed}, other hyperparameters); delete it or choose another policy dir"
+        )
+    if index is not None and index.trained_steps >= spec.steps:
+        return index
+    # Only checkpoints whose zip survived count; the rest are retrained.
+    ckpts = {c.file: c for c in (index.checkpoints if index else ()) if (policy_dir / c.file).is_file()}
+    policy_dir.mkdir(parents=True, exist_ok=True)
+
+    def record(model: Any, file: str) -> None:
+        # Evaluate with a private RNG seed so evaluation never perturbs training.
+        det = evaluate(env_id, sb3_actor(model, True), spec.eval_episodes, seed)
+        sto = evaluate(env_id, sb3_actor(model, False), spec.eval_episodes, seed)
+        ckpts[file] = Checkpoint(file, model.num_timesteps, det[0], sto[0], det[1], sto[1])
+        listed = tuple(sorted(ckpts.values(), key=lambda c: c.steps))
+        atomic_write_json(policy_dir / INDEX, PolicyIndex(
+            env_id, spec.algo, seed, fingerprint, listed[-1].steps, spec.eval_episodes, listed,
+        ).to_json())
+
+    venv = make_vec_env(env_id, n_envs=spec.n_envs, seed=seed)
+    zips = sorted(policy_dir.glob("step-*.zip"))
+    cls = _algo_class(spec.algo)
+    if zips:
+        model = cls.load(zips[-1], env=venv, device="cpu")
+        # Reseed from the crash point so a resumed run is itself reproducible.
+        model.set_random_seed(seed + model.num_timesteps)
+        if (policy_dir / REPLAY).is_file() and hasattr(model, "load_replay_buffer"):
+            model.load_replay_buffer(policy_dir / REPLAY)
+        for z in zips:  # a crash between a zip and its index entry: evaluate it now
+            if z.name not in ckpts:
+                record(cls.load(z, device="cpu"), z.name)
+    else:
+        try:
+            model = cls(spec.policy, venv, seed=seed, device="cpu", verbose=0, **_hyperparams(spec))
+        except TypeError as e:
+            raise DtkitError(f"train.hyperparams for {spec.algo}: {e}; fix or remove that key") from e
+
+    bar = _progress_bar(spec.steps, model.num_timesteps, f"train {spec.algo} {env_id}", progress)
+    callback = _bar_callback(bar)
+    try:
+        while model.num_timesteps < spec.steps:
+            target = min(spec.steps, (model.num_timesteps // spec.checkpoint_every + 1) * spec.checkpoint_every)
+            model.learn(target - model.num_timesteps, reset_num_timesteps=False, callback=callback)
+            file = f"step-{model.num_timesteps:09d}.zip"
+            _save_zip(model, policy_dir / file)
+            if hasattr(model, "save_replay_buffer") and model.num_timesteps < spec.steps:
+                with atomic_file(policy_dir / REPLAY) as tmp, open(tmp, "wb") as f:
+                    model.save_replay_buffer(f)
+            record(model, file)
+            bar.set_postfix(ret=f"{ckpts[file].return_det:.1f}")
+    finally:
+        bar.close()
+        venv.close()
+    (policy_dir / REPLAY).unlink(missing_ok=True)  # training is complete: the buffer is dead weight
+    result = read_index(policy_dir)
+    assert result is not None
+    return result
+
+
+def prune_checkpoints(policy_dir: str | Path, keep: set[str]) -> PolicyIndex:
+    """Delete checkpoint zips not in ``keep`` and drop them from the index.
+
+    The index keeps ``trained_steps``, so the pruned folder still counts as fully
+    trained and tier selection on it picks the same checkpoints as before.
+    """
+    policy_dir = Path(policy_dir)
+    index = read_index(policy_dir)
+    if index is None:
+        raise DtkitError(f"{policy_dir} has no {INDEX}; train first")
+    kept = tuple(c for c in index.checkpoints if c.file in keep)
+    pruned = PolicyIndex(index.env_id, index.algo, index.seed, index.fingerprint,
+                         index.trained_steps, index.eval_episodes, kept)
+    atomic_write_json(policy_dir / INDEX, pruned.to_json())  # index first: it never names a deleted zip
+    for z in policy_dir.glob("step-*.zip"):
+        if z.name not in keep:
+            z.unlink()
+    return pruned
+
+
+def _hyperparams(spec: TrainSpec) -> dict[str, Any]:
+    """Recipe hyperparameters as SB3 kwargs; TOML cannot hold a class, so
+    ``policy_kwargs.activation_fn`` is given by name (``"tanh"`` -> ``torch.nn.Tanh``)."""
+    import torch
+
+    hp = json.loads(json.dumps(spec.hyperparams))  # deep copy: the spec stays frozen data
+    pk = hp.get("policy_kwargs", {})
+    if isinstance(pk.get("activation_fn"), str):
+        names = {n.lower(): n for n in dir(torch.nn)}
+        name = pk["activation_fn"].lower()
+        if name not in names:
+            raise DtkitError(f"train.hyperparams.policy_kwargs.activation_fn: unknown {pk['activation_fn']!r}; "
+                             "use a torch.nn name such as 'tanh' or 'relu'")
+        pk["activation_fn"] = getattr(torch.nn, names[name])
+    return hp
+
+
+def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
+
+
+def _bar_callback(bar: Any) -> Any:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _Bar(BaseCallback):
+        def _on_step(self) -> bool:
+            bar.update(self.model.num_timesteps - bar.n)
+            return True
+
+    return _Bar()

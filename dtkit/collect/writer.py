@@ -1,0 +1,159 @@
+"""Write episodes into a local Minari dataset atomically: complete or absent.
+
+Minari writes straight into ``$MINARI_DATASETS_PATH/<dataset_id>/``, so a crash
+half-way would leave a dataset that lists but does not load. We point Minari at
+a hidden staging root inside the real one (same filesystem, and Minari skips
+hidden folders when listing), build there, then ``os.rename`` the finished
+folder into place. ``minari.DataCollector`` is not used: it imports jax (~500 MB);
+``EpisodeBuffer`` built from numpy arrays needs nothing beyond h5py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dtkit.collect.tiers import TierRollout
+from dtkit.errors import DtkitError
+from dtkit.io import atomic_write_json
+
+__all__ = ["dataset_build_info", "datasets_root", "write_dataset"]
+
+_ENV = "MINARI_DATASETS_PATH"
+_NS_FILE = "namespace_metadata.json"
+
+
+def datasets_root() -> Path:
+    """The real Minari root, as Minari itself resolves it."""
+    from minari.storage import get_dataset_path
+
+    return Path(get_dataset_path()).resolve()
+
+
+def dataset_build_info(dataset_id: str) -> dict[str, Any] | None:
+    """The ``dtkit`` block of an existing dataset's metadata; ``{}`` if it has none; None if absent.
+
+    Reads ``metadata.json`` directly: importing minari costs more than the check.
+    """
+    meta = datasets_root() / dataset_id / "data" / "metadata.json"
+    if not meta.is_file():
+        return None
+    return json.loads(meta.read_text()).get("dtkit", {})
+
+
+@contextmanager
+def _minari_root(path: Path) -> Iterator[None]:
+    old = os.environ.get(_ENV)
+    os.environ[_ENV] = str(path)
+    try:
+        yield
+    finally:  # restore even on error: later minari calls must see the real root
+        if old is None:
+            del os.environ[_ENV]
+        else:
+            os.environ[_ENV] = old
+
+
+def _clean_stale_staging(root: Path) -> None:
+    """Remove staging folders left by killed builds (their pid is gone)."""
+    for d in root.glob(".staging-*"):
+        try:
+            pid = int(d.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+def write_dataset(
+    dataset_id: str,
+    rollouts: Sequence[TierRollout],
+    *,
+    env_id: str,
+    ref_min_score: float | None,
+    ref_max_score: float | None,
+    ref_episodes: int,
+    algorithm_name: str,
+    description: str,
+    code_permalink: str,
+    build_info: dict[str, Any],
+    force: bool = False,
+) -> str:
+    """Create ``dataset_id`` from the tier rollouts; replace an existing one only if ``force``.
+
+    Episodes are stored tier by tier in order; each episode's metadata holds its
+    ``tier`` name, and the dataset metadata holds ``build_info`` under ``"dtkit"``.
+    """
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        namespace = parse_dataset_id(dataset_id)[0]
+    except ValueError as e:
+        raise DtkitError(f"dataset id {dataset_id!r} is malformed; use NAMESPACE/NAME-vN, e.g. me/cartpole/mixed-v0") from e
+    root = datasets_root()
+    final = root / dataset_id
+    if final.exists() and not force:
+        raise DtkitError(f"dataset {dataset_id!r} already exists at {final}; pass force (--force) or delete it")
+    _clean_stale_staging(root)
+
+    buffers, tags, i = [], [], 0
+    for r in rollouts:
+        for ep in r.episodes:
+            buffers.append(EpisodeBuffer(
+                id=i, seed=ep.seed, observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
+                terminations=ep.terminations, truncations=ep.truncations, infos={},
+            ))
+            tags.append({"tier": r.tier.name})
+            i += 1
+
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{os.getpid()}-"))
+    try:
+        with _minari_root(staging), warnings.catch_warnings():
+            # We have no author e-mail to give; every other field minari asks for is set.
+            warnings.filterwarnings("ignore", message=".*author_email.*")
+            ds = minari.create_dataset_from_buffers(
+                dataset_id, buffers, env=env_id, eval_env=env_id, algorithm_name=algorithm_name,
+                author="dtkit", code_permalink=code_permalink, description=description,
+                ref_min_score=ref_min_score, ref_max_score=ref_max_score,
+                num_episodes_average_score=ref_episodes, data_format="hdf5",
+            )
+            ds.storage.update_episode_metadata(tags)
+            ds.storage.update_metadata({"dtkit": build_info})
+        _publish(staging, root, dataset_id, namespace, force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dataset_id
+
+
+def _publish(staging: Path, root: Path, dataset_id: str, namespace: str | None, force: bool) -> None:
+    """Move the staged dataset into the real root; namespace metadata first, dataset last."""
+    if namespace is not None:
+        parts = namespace.split("/")
+        for k in range(1, len(parts) + 1):
+            ns = "/".join(parts[:k])
+            target = root / ns / _NS_FILE
+            if not target.is_file():
+                src = staging / ns / _NS_FILE
+                atomic_write_json(target, json.loads(src.read_text()) if src.is_file() else {})
+    final = root / dataset_id
+    final.parent.mkdir(parents=True, exist_ok=True)
+    trash = None
+    if final.exists():
+        if not force:  # someone else finished the same build meanwhile
+            raise DtkitError(f"dataset {dataset_id!r} appeared at {final} during the build; pass force or delete it")
+        # Move the old one aside (one rename) rather than deleting it before the new one is in place.
+        trash = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{os.getpid()}-old-"))
+        os.rename(final, trash / "old")
+    os.rename(staging / dataset_id, final)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,122 @@
+"""Deriving a :class:`~dtkit.spec.Spec` from gymnasium spaces, and checking spaces match."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+
+from dtkit.encoders import EncoderConfig, FieldInfo
+from dtkit.errors import DtkitError
+from dtkit.spec import ActionSpec, ObsField, Spec
+
+__all__ = ["spec_from_spaces", "check_supported", "check_env_spaces", "SUPPORTED_SPACES"]
+
+SUPPORTED_SPACES = "Box or Discrete observations (or a Dict of them) and Box or Discrete actions"
+
+
+def _obs_info(key: str, space: gym.Space, where: str) -> FieldInfo:
+    if isinstance(space, gym.spaces.Discrete):
+        return FieldInfo(shape=(), dtype="int64", n=int(space.n))
+    if isinstance(space, gym.spaces.Box):
+        return FieldInfo(shape=tuple(int(s) for s in space.shape), dtype=str(space.dtype))
+    raise DtkitError(f"{where}: observation key {key!r} has unsupported space {space}; dtkit supports {SUPPORTED_SPACES}")
+
+
+def spec_from_spaces(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    obs_encoders: dict[str, EncoderConfig] | None = None,
+    layout: tuple[str, ...] = ("return", "obs", "action"),
+    context_len: int = 20,
+    max_timestep: int = 1000,
+    return_scale: float = 1.0,
+    block_obs_attention: bool = True,
+    where: str = "dataset",
+) -> Spec:
+    """Derive a :class:`Spec` from gymnasium spaces.
+
+    Args:
+        obs_encoders: encoder per observation key ("obs" for a plain space); keys left
+            out get "mlp" for Box and "embedding" for Discrete.
+        where: names the source of the spaces in error messages.
+
+    Example:
+        >>> spec = spec_from_spaces(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2))
+        >>> spec.tokens_per_step
+        3
+    """
+    from dtkit.encoders import build_encoder  # resolve names now so a typo fails before training
+
+    if context_len < 1:
+        raise DtkitError(f"context length K={context_len} is invalid; use K >= 1 (the original DT uses K=20)")
+    obs_encoders = dict(obs_encoders or {})
+    dict_obs = isinstance(observation_space, gym.spaces.Dict)
+    items = list(observation_space.spaces.items()) if dict_obs else [("obs", observation_space)]
+    unknown = set(obs_encoders) - {k for k, _ in items}
+    if unknown:
+        raise DtkitError(f"obs encoder given for unknown observation key(s) {sorted(unknown)}; keys are {[k for k, _ in items]}")
+    fields = []
+    for key, sub in items:
+        info = _obs_info(key, sub, where)
+        default = "embedding" if info.n is not None else "mlp"
+        enc_cfg = obs_encoders.get(key, EncoderConfig(default))
+        n_tokens = build_encoder(enc_cfg, info, 8).n_tokens
+        normalize = info.n is None and np.issubdtype(np.dtype(info.dtype), np.floating)
+        fields.append(ObsField(key=key, info=info, encoder=enc_cfg, n_tokens=n_tokens, normalize=normalize))
+
+    if isinstance(action_space, gym.spaces.Discrete):
+        action = ActionSpec(kind="discrete", dim=1, n=int(action_space.n))
+    elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+            raise DtkitError(f"{where}: Box action space {action_space} has infinite bounds; dtkit needs finite bounds to map actions onto [-1, 1]")
+        action = ActionSpec(kind="continuous", dim=int(action_space.shape[0]),
+                            low=tuple(float(x) for x in action_space.low), high=tuple(float(x) for x in action_space.high))
+    else:
+        raise DtkitError(f"{where}: action space {action_space} is unsupported; dtkit supports {SUPPORTED_SPACES}")
+    if not math.isfinite(return_scale) or return_scale <= 0:
+        raise DtkitError(f"return_scale={return_scale} is invalid; use a positive finite number")
+    return Spec(obs=tuple(fields), action=action, layout=tuple(layout), context_len=context_len,
+                max_timestep=max_timestep, return_scale=return_scale, block_obs_attention=block_obs_attention,
+                dict_obs=dict_obs)
+
+
+def check_supported(observation_space: gym.Space, action_space: gym.Space, where: str) -> None:
+    """Raise a :class:`DtkitError` naming ``where`` unless dtkit can model these spaces."""
+    items = observation_space.spaces.items() if isinstance(observation_space, gym.spaces.Dict) else [("obs", observation_space)]
+    for key, sub in items:
+        _obs_info(key, sub, where)
+    ok_action = isinstance(action_space, gym.spaces.Discrete) or (isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1)
+    if not ok_action:
+        raise DtkitError(f"{where}: action space {action_space} is unsupported; dtkit supports {SUPPORTED_SPACES}")
+
+
+def check_env_spaces(spec: Spec, observation_space: gym.Space, action_space: gym.Space, env_id: str, source: str) -> None:
+    """Raise a :class:`DtkitError` when an environment's spaces differ from what ``source`` (a checkpoint) was trained on."""
+    items = observation_space.spaces.items() if isinstance(observation_space, gym.spaces.Dict) else [("obs", observation_space)]
+    got = {k: _obs_info(k, s, f"environment {env_id!r}") for k, s in items}
+    want = {f.key: f.info for f in spec.obs}
+    if got != want:
+        raise DtkitError(
+            f"{source} was trained on observations {_fmt(want)} but environment {env_id!r} gives {_fmt(got)}; "
+            "evaluate on the environment the dataset came from (see `env_id` in the checkpoint's meta.json)"
+        )
+    a = spec.action
+    if isinstance(action_space, gym.spaces.Discrete):
+        ok = a.discrete and a.n == int(action_space.n)
+    elif isinstance(action_space, gym.spaces.Box):
+        ok = (not a.discrete and action_space.shape == (a.dim,)
+              and np.allclose(action_space.low, a.low) and np.allclose(action_space.high, a.high))
+    else:
+        ok = False
+    if not ok:
+        raise DtkitError(
+            f"{source} was trained on actions {a.to_dict()} but environment {env_id!r} has {action_space}; "
+            "evaluate on the environment the dataset came from"
+        )
+
+
+def _fmt(fields: dict[str, FieldInfo]) -> str:
+    return ", ".join(f"{k}: shape {tuple(v.shape)}" + (f" n={v.n}" if v.n is not None else "") for k, v in fields.items())

@@ -1,0 +1,158 @@
+"""Minari datasets -> columnar trajectories with returns-to-go and normalisation statistics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from dtkit.data.spaces import check_supported
+from dtkit.errors import DtkitError
+
+__all__ = ["Trajectories", "load_trajectories", "returns_to_go", "obs_statistics"]
+
+
+@dataclass
+class Trajectories:
+    """All episodes of a dataset, concatenated step by step.
+
+    Observations exclude each episode's final observation (no action follows it).
+
+    Attributes:
+        obs: key -> (N, *shape) observations ("obs" for a plain space).
+        actions: (N, dim) float32 for Box, (N,) int64 for Discrete, in env units.
+        rewards: (N,) float32.
+        returns_to_go: (N,) float64, undiscounted sum of rewards from each step to its episode's end.
+        timesteps: (N,) int64 step index within the episode.
+        episode_starts, episode_lengths: (E,) int64.
+    """
+
+    obs: dict[str, np.ndarray]
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    episode_starts: np.ndarray
+    episode_lengths: np.ndarray
+    observation_space: gym.Space
+    action_space: gym.Space
+    dataset_id: str = "<in-memory>"
+    env_id: str | None = None
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    returns_to_go: np.ndarray = field(init=False)
+    timesteps: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.returns_to_go = returns_to_go(self.rewards, self.episode_starts, self.episode_lengths)
+        self.timesteps = np.arange(len(self.rewards), dtype=np.int64) - np.repeat(self.episode_starts, self.episode_lengths)
+
+    @property
+    def num_steps(self) -> int:
+        return int(len(self.rewards))
+
+    @property
+    def num_episodes(self) -> int:
+        return int(len(self.episode_lengths))
+
+    @property
+    def episode_returns(self) -> np.ndarray:
+        return self.returns_to_go[self.episode_starts]
+
+    @classmethod
+    def from_episodes(cls, episodes: list[dict[str, Any]], observation_space: gym.Space, action_space: gym.Space, **meta: Any) -> Trajectories:
+        """Build from episode dicts with ``observations`` (n+1 steps), ``actions``, ``rewards``,
+        ``terminations`` and ``truncations`` (n steps each)."""
+        if not episodes:
+            raise DtkitError(f"dataset {meta.get('dataset_id', '<in-memory>')!r} holds no episodes; build or choose a dataset with data")
+        lengths = np.array([len(e["rewards"]) for e in episodes], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        first = episodes[0]["observations"]
+        keys = list(first.keys()) if isinstance(first, dict) else ["obs"]
+
+        def obs_of(e: dict[str, Any], key: str) -> np.ndarray:
+            o = e["observations"][key] if isinstance(e["observations"], dict) else e["observations"]
+            return np.asarray(o)[: len(e["rewards"])]
+
+        obs = {k: np.concatenate([obs_of(e, k) for e in episodes]) for k in keys}
+        act_dtype = np.int64 if isinstance(action_space, gym.spaces.Discrete) else np.float32
+        actions = np.concatenate([np.asarray(e["actions"], dtype=act_dtype) for e in episodes])
+        return cls(
+            obs=obs,
+            actions=actions,
+            rewards=np.concatenate([np.asarray(e["rewards"], np.float32).reshape(-1) for e in episodes]),
+            terminations=np.concatenate([np.asarray(e["terminations"], bool).reshape(-1) for e in episodes]),
+            truncations=np.concatenate([np.asarray(e["truncations"], bool).reshape(-1) for e in episodes]),
+            episode_starts=starts,
+            episode_lengths=lengths,
+            observation_space=observation_space,
+            action_space=action_space,
+            **meta,
+        )
+
+
+def returns_to_go(rewards: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Undiscounted returns-to-go per step, vectorised over episodes (float64 to keep sums exact).
+
+    Example:
+        >>> returns_to_go(np.array([1., 2., 3., 4.]), np.array([0, 2]), np.array([2, 2])).tolist()
+        [3.0, 2.0, 7.0, 4.0]
+    """
+    r = rewards.astype(np.float64)
+    c = np.cumsum(r)
+    ends = np.repeat(starts + lengths - 1, lengths)
+    return c[ends] - c + r
+
+
+def obs_statistics(obs: dict[str, np.ndarray], keys: list[str]) -> dict[str, dict[str, list]]:
+    """Per-key mean and std over all steps; std gets a floor so constant features stay finite."""
+    stats = {}
+    for k in keys:
+        x = obs[k].reshape(len(obs[k]), -1).astype(np.float64)
+        mean = x.mean(0).reshape(obs[k].shape[1:])
+        std = np.maximum(x.std(0), 1e-6).reshape(obs[k].shape[1:])
+        stats[k] = {"mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
+    return stats
+
+
+def load_trajectories(dataset_id: str) -> Trajectories:
+    """Load a local Minari dataset into :class:`Trajectories`.
+
+    Raises:
+        DtkitError: the id is unknown (the message lists the local datasets), or its spaces are unsupported.
+
+    Example:
+        >>> traj = load_trajectories("dtkit/cartpole/mixed-v0")  # doctest: +SKIP
+        >>> traj.episode_returns.mean()  # doctest: +SKIP
+    """
+    import minari
+
+    local = sorted(minari.list_local_datasets())
+    if dataset_id not in local:
+        hint = f"local datasets: {', '.join(local)}" if local else "no local datasets yet"
+        raise DtkitError(
+            f"unknown dataset id {dataset_id!r} ({hint}; MINARI_DATASETS_PATH decides where they live). "
+            "Build one with `dtkit collect` or `dtkit demo`"
+        )
+    ds = minari.load_dataset(dataset_id)
+    obs_space, act_space = ds.observation_space, ds.action_space
+    check_supported(obs_space, act_space, where=f"dataset {dataset_id!r}")
+    episodes = [
+        {"observations": e.observations, "actions": e.actions, "rewards": e.rewards,
+         "terminations": e.terminations, "truncations": e.truncations}
+        for e in ds.iterate_episodes()
+    ]
+    meta = ds.storage.metadata
+    env_spec = meta.get("env_spec")
+    env_id = json.loads(env_spec)["id"] if isinstance(env_spec, str) else None
+    return Trajectories.from_episodes(
+        episodes, obs_space, act_space, dataset_id=dataset_id, env_id=env_id,
+        ref_min_score=_maybe_float(meta.get("ref_min_score")), ref_max_score=_maybe_float(meta.get("ref_max_score")),
+    )
+
+
+def _maybe_float(x: Any) -> float | None:
+    return None if x is None else float(x)

@@ -1,0 +1,194 @@
+"""The decision transformer: encoders -> tokens -> trunk -> action head.
+
+Per step the tokens are laid out as the spec says (default ``[R, obs..., a]``).
+Every token gets a learned slot embedding and the learned embedding of its
+episode timestep; there is no global token position, so token counts can
+differ between tasks and a KV cache stays exact whatever slot a key sits in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dtkit.batch import Batch
+from dtkit.encoders import EncoderConfig, FieldInfo, build_encoder
+from dtkit.model.cache import KVCache
+from dtkit.model.config import ModelConfig
+from dtkit.model.heads import ActionHead
+from dtkit.model.masks import token_rule, window_mask
+from dtkit.model.trunk import Trunk
+from dtkit.spec import Spec
+
+__all__ = ["DecisionTransformer"]
+
+
+class DecisionTransformer(nn.Module):
+    """One causal Transformer over returns, observations (any modality), actions and rewards.
+
+    Args:
+        spec: what a timestep holds (derived from the data).
+        cfg: trunk hyperparameters.
+        obs_stats: key -> {"mean": array, "std": array} for normalised observation keys.
+
+    Example:
+        >>> from dtkit.spec import Spec, ObsField, ActionSpec
+        >>> spec = Spec(obs=(ObsField("obs", FieldInfo((4,)), EncoderConfig("mlp")),),
+        ...             action=ActionSpec("discrete", 1, n=2), context_len=5)
+        >>> model = DecisionTransformer(spec, ModelConfig(d_model=32, n_layer=1))
+    """
+
+    def __init__(self, spec: Spec, cfg: ModelConfig, obs_stats: dict[str, dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self.spec, self.cfg = spec, cfg
+        D = cfg.d_model
+        enc = {"return": build_encoder(EncoderConfig("scalar"), FieldInfo(()), D)}
+        if "reward" in spec.layout:
+            enc["reward"] = build_encoder(EncoderConfig("scalar"), FieldInfo(()), D)
+        act = spec.action
+        enc["action"] = (
+            build_encoder(EncoderConfig("embedding"), FieldInfo((), "int64", act.n), D)
+            if act.discrete
+            else build_encoder(EncoderConfig("linear"), FieldInfo((act.dim,)), D)
+        )
+        for f in spec.obs:
+            e = build_encoder(f.encoder, f.info, D)
+            if e.n_tokens != f.n_tokens:
+                raise ValueError(f"encoder {f.encoder.type!r} for {f.key!r} yields {e.n_tokens} tokens, spec says {f.n_tokens}")
+            enc[f"obs/{f.key}"] = e
+        self.encoders = nn.ModuleDict(enc)
+        S = spec.tokens_per_step
+        self.timestep_emb = nn.Embedding(spec.max_timestep + 1, D)
+        self.slot_emb = nn.Embedding(S, D)
+        self.embed_ln = nn.LayerNorm(D)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.trunk = Trunk(cfg)
+        self.head = ActionHead(act, D)
+
+        # Observation statistics are buffers that stay out of state_dict: the
+        # checkpoint's JSON is their single source, saved next to the weights.
+        obs_stats = obs_stats or {}
+        self._norm_keys: list[str] = []
+        for i, f in enumerate(spec.obs):
+            if f.normalize and f.key in obs_stats:
+                self.register_buffer(f"_obs_mean{i}", torch.as_tensor(np.asarray(obs_stats[f.key]["mean"], np.float32)), persistent=False)
+                self.register_buffer(f"_obs_std{i}", torch.as_tensor(np.asarray(obs_stats[f.key]["std"], np.float32)), persistent=False)
+                self._norm_keys.append(f.key)
+
+        slot_is_obs = torch.tensor([name.startswith("obs/") for name, _ in spec.slots])
+        self.register_buffer("_slot_is_obs", slot_is_obs, persistent=False)
+        self.n_pre = spec.readout_slot + 1
+        self.n_post = S - self.n_pre
+        post = torch.arange(self.n_pre, S)
+        pre = torch.arange(self.n_pre)
+        step_slots = torch.cat([post, pre])
+        step_of = torch.cat([torch.full((self.n_post,), -1), torch.zeros(self.n_pre, dtype=torch.long)])
+        self.register_buffer(
+            "_step_rule", token_rule(step_of, step_slots, slot_is_obs[step_slots], S, spec.block_obs_attention), persistent=False
+        )
+        self._rules: dict[int, torch.Tensor | None] = {}
+        # A pure causal rule lets SDPA use its is_causal fast path.
+        self._plain_causal = not spec.block_obs_attention or int(slot_is_obs.sum()) <= 1
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # GPT-2 initialisation, as nanoGPT and the original DT use.
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    # ---------------------------------------------------------------- embedding
+    def _encode(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        B, T = x.shape[:2]
+        enc = self.encoders[name]
+        return enc(x.reshape(B * T, *x.shape[2:])).view(B, T, enc.n_tokens, -1)  # (B, T, n, D)
+
+    def _embed(self, names: tuple[str, ...], inputs: dict[str, Any], timesteps: torch.Tensor, slots: slice) -> torch.Tensor:
+        """Tokens of the fields ``names`` for (B, T) steps -> (B, T, n_slots, D), positions added."""
+        parts = []
+        for name in names:
+            if name != "obs":
+                parts.append(self._encode(name, inputs[name]))
+                continue
+            for i, f in enumerate(self.spec.obs):
+                x = inputs["obs"][f.key]
+                if f.key in self._norm_keys:
+                    x = (x.float() - getattr(self, f"_obs_mean{i}")) / getattr(self, f"_obs_std{i}")
+                parts.append(self._encode(f"obs/{f.key}", x))
+        tok = torch.cat(parts, dim=2)
+        t = timesteps.clamp(0, self.spec.max_timestep)
+        tok = tok + self.slot_emb.weight[slots] + self.timestep_emb(t)[:, :, None]
+        return self.embed_ln(tok)
+
+    def _window_rule(self, T: int, device: torch.device) -> torch.Tensor | None:
+        if T not in self._rules:
+            S = self.spec.tokens_per_step
+            step = torch.arange(T).repeat_interleave(S)
+            slot = torch.arange(S).repeat(T)
+            rule = token_rule(step, slot, self._slot_is_obs.cpu()[slot], S, self.spec.block_obs_attention)
+            self._rules[T] = rule
+        rule = self._rules[T]
+        return rule.to(device) if rule is not None else None
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: Batch, return_kv: bool = False) -> tuple[torch.Tensor, list]:
+        """Predict a_t at every step of the windows.
+
+        Returns:
+            (B, T, A) predictions (tanh outputs in [-1, 1], or logits) and, with
+            ``return_kv``, each layer's keys/values (B, T * S, nh, hs).
+        """
+        B, T = batch.timesteps.shape
+        S = self.spec.tokens_per_step
+        inputs = {"return": batch.returns, "obs": batch.obs, "action": batch.actions, "reward": batch.rewards}
+        x = self.drop(self._embed(self.spec.layout, inputs, batch.timesteps, slice(0, S)))  # (B, T, S, D)
+        x = x.reshape(B, T * S, -1)
+        padded = batch.mask is not None and not bool(batch.mask.all())
+        if self._plain_causal and not padded:
+            attn_mask = None  # SDPA's is_causal path
+        else:
+            key_valid = batch.mask.repeat_interleave(S, dim=1) if padded else None
+            attn_mask = window_mask(self._window_rule(T, x.device), key_valid)
+        h, kvs = self.trunk(x, attn_mask, return_kv=return_kv)
+        h = h.view(B, T, S, -1)[:, :, self.spec.readout_slot]  # (B, T, D)
+        return self.head(h), kvs
+
+    def step(
+        self,
+        cache: KVCache,
+        prev: dict[str, torch.Tensor],  # post-act fields of step t-1: action (B, ...), reward (B,)
+        prev_timestep: torch.Tensor,  # (B,) long
+        prev_valid: torch.Tensor,  # (B,) bool: False where step t-1's tokens are absent or cached already
+        cur: dict[str, Any],  # pre-act fields of step t: return (B,), obs {key: (B, ...)}
+        timestep: torch.Tensor,  # (B,) long
+    ) -> torch.Tensor:
+        """Feed one step per row through the cache and predict a_t: returns (B, A)."""
+        B = timestep.shape[0]
+        S = self.spec.tokens_per_step
+        add_t = lambda d: {k: ({kk: vv[:, None] for kk, vv in v.items()} if isinstance(v, dict) else v[:, None]) for k, v in d.items()}  # noqa: E731
+        post = self._embed(self.spec.post_fields, add_t(prev), prev_timestep[:, None], slice(self.n_pre, S))
+        pre = self._embed(self.spec.pre_fields, add_t(cur), timestep[:, None], slice(0, self.n_pre))
+        x = torch.cat([post, pre], dim=2).view(B, S, -1)  # (B, F=S, D)
+        new_valid = torch.ones(B, S, dtype=torch.bool, device=x.device)
+        new_valid[:, : self.n_post] = prev_valid[:, None]
+        mask = cache.begin_step(new_valid, self._step_rule)
+        h, _ = self.trunk(x, mask, cache)
+        return self.head(h[:, -1])
+
+    def new_cache(self, batch: int, device: torch.device | str = "cpu") -> KVCache:
+        """A cache for ``batch`` rows that holds K full steps plus one step's placeholders."""
+        c = self.cfg
+        capacity = (self.spec.context_len + 1) * self.spec.tokens_per_step
+        return KVCache(batch, c.n_layer, c.n_head, c.d_model // c.n_head, capacity, device=device)
+
+    def configure_optimizer(self, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+        """AdamW with weight decay on matrices only (nanoGPT): no decay on biases, LayerNorm gains."""
+        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)

@@ -1,0 +1,215 @@
+"""The stateful inference API: ``reset``, ``act``, ``record``, and SB3's ``predict``.
+
+Exact KV caching (DESIGN invariant 1). Evicting the oldest step from a cache is
+not exact: keys at layer 2 and deeper were computed while attending to steps a
+recompute would no longer see. dtkit never evicts. Each environment's cache
+grows from ``keep + 1`` to K steps; when it is full, the last ``keep`` steps are
+recomputed from scratch (one batched forward pass) and the cache grows again.
+The context at every step is therefore a contiguous window of between
+``keep + 1`` and K steps, each exactly what a fresh forward pass over that
+window gives, and every such window is one the model saw in training (a window
+of K trains every shorter prefix through the causal mask). The recompute costs
+``keep`` steps of work once every ``K - keep`` steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from dtkit.batch import Batch
+from dtkit.errors import DtkitError
+from dtkit.model import DecisionTransformer
+
+__all__ = ["DTPolicy"]
+
+
+class DTPolicy:
+    """Acts in ``num_envs`` environments at once with one batched forward pass per step.
+
+    Args:
+        model: a trained :class:`DecisionTransformer` (put in eval mode here).
+        num_envs: how many environments the policy drives.
+        target_return: the return to condition on, in env units (undivided).
+        use_cache: exact KV caching (default) or a full recompute over the last K steps each step.
+        keep: steps kept when a full cache is rebuilt (default K // 2).
+        deterministic: argmax for Discrete actions, else sample.
+
+    Example:
+        >>> policy = DTPolicy(model, num_envs=1, target_return=500.0)  # doctest: +SKIP
+        >>> policy.reset(); action = policy.act(obs[None])  # doctest: +SKIP
+        >>> obs, reward, *_ = env.step(action[0]); policy.record(np.array([reward]))  # doctest: +SKIP
+    """
+
+    def __init__(self, model: DecisionTransformer, num_envs: int = 1, target_return: float = 0.0, *,
+                 use_cache: bool = True, keep: int | None = None, deterministic: bool = True,
+                 device: str | torch.device | None = None) -> None:
+        if num_envs < 1:
+            raise DtkitError(f"num_envs={num_envs} is invalid; use at least 1 environment")
+        self.model = model.eval()
+        self.spec = model.spec
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model.to(self.device)
+        self.num_envs, self.use_cache, self.deterministic = num_envs, use_cache, deterministic
+        K = self.spec.context_len
+        self.keep = min(K // 2 if keep is None else keep, K - 1)
+        if self.keep < 0:
+            raise DtkitError(f"keep={keep} is invalid; use 0 <= keep < K={K}")
+        self.set_target_return(target_return)
+        N, dev, a = num_envs, self.device, self.spec.action
+        # Ring buffers of the last K steps: step t lives in slot t % K.
+        self._obs = {f.key: torch.zeros(N, K, *f.info.shape, dtype=_torch_dtype(f.info.dtype), device=dev) for f in self.spec.obs}
+        self._ret = torch.zeros(N, K, device=dev)
+        self._act = torch.zeros(N, K, dtype=torch.long, device=dev) if a.discrete else torch.zeros(N, K, a.dim, device=dev)
+        self._rew = torch.zeros(N, K, device=dev)
+        self._t = torch.zeros(N, dtype=torch.long, device=dev)
+        self._rtg = torch.zeros(N, dtype=torch.float64, device=dev)
+        self._n_ctx = torch.zeros(N, dtype=torch.long, device=dev)  # steps in each row's context
+        self._prev_valid = torch.zeros(N, dtype=torch.bool, device=dev)
+        self._rows = torch.arange(N, device=dev)
+        self.cache = model.new_cache(N, dev) if use_cache else None
+        self.reset()
+
+    def set_target_return(self, target_return: float) -> None:
+        """Condition on a new target (takes effect at the next :meth:`reset`)."""
+        if not math.isfinite(float(target_return)):
+            raise DtkitError(f"target return {target_return!r} is not finite; pass a finite number such as the best return in the dataset")
+        self.target_return = float(target_return)
+
+    # ------------------------------------------------------------------ state
+    def reset(self, rows: np.ndarray | torch.Tensor | None = None) -> None:
+        """Start new episodes in ``rows`` (bool mask or indices; all when None)."""
+        sel = self._rows if rows is None else torch.as_tensor(np.asarray(rows), device=self.device)
+        if sel.dtype == torch.bool:
+            sel = sel.nonzero().flatten()
+        if sel.numel() == 0:
+            return
+        self._t[sel] = 0
+        self._rtg[sel] = self.target_return
+        self._n_ctx[sel] = 0
+        self._prev_valid[sel] = False
+        if self.cache is not None:
+            self.cache.reset(sel)
+
+    def record(self, rewards: np.ndarray | torch.Tensor, rows: np.ndarray | torch.Tensor | None = None) -> None:
+        """Tell the policy the rewards for the actions it just took; advances the episode clock."""
+        sel = self._rows if rows is None else torch.as_tensor(np.asarray(rows), device=self.device).reshape(-1)
+        r = torch.as_tensor(np.asarray(rewards, dtype=np.float64), device=self.device).reshape(-1)
+        slot = self._t[sel] % self.spec.context_len
+        self._rew[sel, slot] = r.float()
+        # Same quantity as the sampler's: (target - rewards received before t) / scale.
+        self._rtg[sel] -= r
+        self._t[sel] += 1
+
+    @property
+    def context_lengths(self) -> np.ndarray:
+        """Steps each row attended over at its last :meth:`act` (for tests and diagnostics)."""
+        return self._n_ctx.cpu().numpy()
+
+    # ------------------------------------------------------------------ acting
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        """Actions for a batch of observations, (num_envs, ...) -> (num_envs, ...) in env units."""
+        K, t = self.spec.context_len, self._t
+        slot = t % K
+        obs_t = self._obs_tensors(obs)
+        for k, v in obs_t.items():
+            self._obs[k][self._rows, slot] = v
+        ret = (self._rtg / self.spec.return_scale).float()
+        self._ret[self._rows, slot] = ret
+        pred = self._act_cached(obs_t, ret) if self.cache is not None else self._act_recompute()
+        self.last_output = pred  # (N, A) head outputs, kept for diagnostics and tests
+        action = self.model.head.act(pred, self.deterministic)
+        self._act[self._rows, slot] = action
+        out = action.cpu().numpy()
+        return out if self.spec.action.discrete else self.spec.action.from_unit(out)
+
+    def _act_cached(self, obs_t: dict[str, torch.Tensor], ret: torch.Tensor) -> torch.Tensor:
+        K, t = self.spec.context_len, self._t
+        full = self._n_ctx >= K
+        if bool(full.any()):
+            self._rebuild(full.nonzero().flatten())
+        prev_slot = (t - 1) % K
+        prev = {"action": self._act[self._rows, prev_slot], "reward": self._rew[self._rows, prev_slot]}
+        pred = self.model.step(self.cache, prev, (t - 1).clamp_min(0), self._prev_valid,
+                               {"return": ret, "obs": obs_t}, t)
+        self._n_ctx += 1
+        self._prev_valid[:] = True
+        return pred
+
+    def _rebuild(self, rows: torch.Tensor) -> None:
+        """Recompute the last ``keep`` whole steps of ``rows`` from scratch into their cache."""
+        self.cache.reset(rows)
+        self._prev_valid[rows] = False
+        self._n_ctx[rows] = self.keep
+        if self.keep == 0:
+            return
+        steps = self._t[rows, None] - self.keep + torch.arange(self.keep, device=self.device)  # (R, keep)
+        _, kvs = self.model(self._window(rows, steps), return_kv=True)
+        self.cache.load(rows, kvs)
+        self._prev_valid[rows] = False  # step t-1's action is inside the rebuilt window
+
+    def _act_recompute(self) -> torch.Tensor:
+        """Classic DT evaluation: a forward pass over the last min(t + 1, K) steps."""
+        K, t = self.spec.context_len, self._t
+        n = torch.minimum(t + 1, torch.full_like(t, K))
+        steps = t[:, None] - n[:, None] + 1 + torch.arange(K, device=self.device)  # right-padded windows
+        mask = torch.arange(K, device=self.device)[None] < n[:, None]
+        steps = torch.where(mask, steps, t[:, None])
+        batch = self._window(self._rows, steps, mask)
+        pred, _ = self.model(batch)
+        self._n_ctx = n
+        return pred[self._rows, n - 1]
+
+    def _window(self, rows: torch.Tensor, steps: torch.Tensor, mask: torch.Tensor | None = None) -> Batch:
+        s = steps % self.spec.context_len
+        r = rows[:, None]
+        return Batch(
+            returns=self._ret[r, s], obs={k: v[r, s] for k, v in self._obs.items()}, actions=self._act[r, s],
+            rewards=self._rew[r, s], timesteps=steps,
+            mask=mask if mask is not None else torch.ones_like(steps, dtype=torch.bool),
+        )
+
+    def _obs_tensors(self, obs: np.ndarray | dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        if self.spec.dict_obs:
+            if not isinstance(obs, dict):
+                raise DtkitError(f"this policy expects Dict observations with keys {[f.key for f in self.spec.obs]}, got {type(obs).__name__}")
+            items = {f.key: obs[f.key] for f in self.spec.obs}
+        else:
+            items = {"obs": obs}
+        out = {}
+        for f in self.spec.obs:
+            x = torch.as_tensor(np.asarray(items[f.key]), device=self.device).to(_torch_dtype(f.info.dtype))
+            if tuple(x.shape) != (self.num_envs, *f.info.shape):
+                raise DtkitError(
+                    f"observation {f.key!r} has shape {tuple(x.shape)}, expected {(self.num_envs, *f.info.shape)} "
+                    f"(num_envs={self.num_envs}); pass a batch with one row per environment"
+                )
+            out[f.key] = x
+        return out
+
+    # ------------------------------------------------------------------ SB3
+    def predict(self, observation: Any, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:
+        """Stable-Baselines3 ``predict``, so ``evaluate_policy`` can run a dtkit policy.
+
+        SB3 never passes rewards, so the environment must report them: wrap each
+        environment with :meth:`wrap_env` before handing it to SB3.
+        """
+        self.deterministic = deterministic
+        if episode_start is not None and np.any(episode_start):
+            self.reset(np.asarray(episode_start, dtype=bool))
+        return self.act(observation), None
+
+    def wrap_env(self, env: Any, index: int = 0) -> Any:
+        """Wrap a gymnasium env so its rewards reach this policy's row ``index``."""
+        from dtkit.rollout.reward_feed import RewardFeed
+
+        return RewardFeed(env, self, index)
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, dtype=name)).dtype
