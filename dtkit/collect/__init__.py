@@ -1,1 +1,53 @@
-"""dtkit.collect."""
+"""dtkit.collect: behaviour data from Stable-Baselines3 agents into local Minari datasets.
+
+Recipes (``datasets/*.toml``) say what to train and which quality tiers to roll
+out; this package trains the agent with evaluated checkpoints, picks a
+checkpoint per tier (random / medium / expert, as in D4RL), rolls the tiers
+out and writes one Minari dataset atomically.
+
+Example:
+    >>> from dtkit.collect import build_recipe
+    >>> build_recipe("cartpole", progress=False)  # doctest: +SKIP
+    'dtkit/cartpole/mixed-v0'
+
+SB3 and minari are imported only when something is trained or written, so
+importing this package stays cheap for the CLI.
+"""
+
+from __future__ import annotations
+
+from dtkit.collect.build import build_dataset
+from dtkit.collect.config import CollectConfig, build_recipe, resolve_recipe, run_collect
+from dtkit.collect.episodes import Episode, evaluate, run_episodes
+from dtkit.collect.recipe import Recipe, TierSpec, TrainSpec, list_recipes, load_recipe, parse_recipe, recipe_dir
+from dtkit.collect.tiers import TierRollout, rollout_tiers, select_checkpoints
+from dtkit.collect.train import Checkpoint, PolicyIndex, load_checkpoint, prune_checkpoints, read_index, train_behaviour
+from dtkit.collect.writer import write_dataset
+
+__all__ = [
+    "Checkpoint",
+    "CollectConfig",
+    "Episode",
+    "PolicyIndex",
+    "Recipe",
+    "TierRollout",
+    "TierSpec",
+    "TrainSpec",
+    "build_dataset",
+    "build_recipe",
+    "evaluate",
+    "list_recipes",
+    "load_checkpoint",
+    "load_recipe",
+    "parse_recipe",
+    "prune_checkpoints",
+    "read_index",
+    "recipe_dir",
+    "resolve_recipe",
+    "rollout_tiers",
+    "run_collect",
+    "run_episodes",
+    "select_checkpoints",
+    "train_behaviour",
+    "write_dataset",
+]
