@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from dtkit.collect.recipe import Recipe, TierSpec, TrainSpec, load_recipe, recipe_dir
-from dtkit.collect.train import read_index, train_fingerprint
+from dtkit.collect.train import read_index, train_run
 from dtkit.errors import DtkitError
 
 __all__ = ["CollectConfig", "build_recipe", "default_policy_dir", "resolve_recipe", "run_collect"]
@@ -121,15 +122,15 @@ def default_policy_dir(recipe: Recipe, packaged: bool) -> Path:
     committed. Anything else gets its own folder in the user cache, keyed by the
     training fingerprint so different runs never share checkpoints.
     """
-    fingerprint = train_fingerprint(recipe.env_id, recipe.train, recipe.seed)
+    run = train_run(recipe.env_id, recipe.train, recipe.seed)
     if packaged:
         shipped = recipe_dir() / "policies" / recipe.name
         index = read_index(shipped)
-        if index is not None and index.fingerprint == fingerprint:
+        if index is not None and index.run == run:
             return shipped
         if index is None and os.access(recipe_dir(), os.W_OK):
             return shipped
-    key = hashlib.sha256(fingerprint.encode()).hexdigest()[:8]
+    key = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:8]
     slug = recipe.env_id.split("/")[-1].lower()
     return _cache_dir() / "policies" / f"{slug}-{recipe.train.algo}-{key}"
 

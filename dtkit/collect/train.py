@@ -53,7 +53,7 @@ class PolicyIndex:
     env_id: str
     algo: str
     seed: int
-    fingerprint: str  # of env, algo, policy, hyperparams, n_envs, seed: a change means a different run
+    run: dict[str, Any]  # env, algo, policy, hyperparams, n_envs, seed: a change means a different run
     trained_steps: int
     eval_episodes: int
     checkpoints: tuple[Checkpoint, ...]
@@ -64,7 +64,7 @@ class PolicyIndex:
             "env_id": self.env_id,
             "algo": self.algo,
             "seed": self.seed,
-            "fingerprint": self.fingerprint,
+            "run": self.run,
             "trained_steps": self.trained_steps,
             "eval_episodes": self.eval_episodes,
             "checkpoints": [c.__dict__ for c in self.checkpoints],
@@ -75,11 +75,14 @@ class PolicyIndex:
         return max(self.checkpoints, key=lambda c: c.steps)
 
 
-def train_fingerprint(env_id: str, spec: TrainSpec, seed: int) -> str:
-    """What makes two trainings the same run (the budget may grow; the rest may not)."""
+def train_run(env_id: str, spec: TrainSpec, seed: int) -> dict[str, Any]:
+    """What makes two trainings the same run (the budget may grow; the rest may not).
+
+    Round-tripped through JSON so it compares equal to what ``index.json`` holds.
+    """
     blob = {"env_id": env_id, "algo": spec.algo, "policy": spec.policy, "n_envs": spec.n_envs,
             "hyperparams": spec.hyperparams, "seed": seed}
-    return json.dumps(blob, sort_keys=True)
+    return json.loads(json.dumps(blob, sort_keys=True))
 
 
 def read_index(policy_dir: str | Path) -> PolicyIndex | None:
@@ -89,7 +92,7 @@ def read_index(policy_dir: str | Path) -> PolicyIndex | None:
         return None
     d = json.loads(path.read_text())
     return PolicyIndex(
-        env_id=d["env_id"], algo=d["algo"], seed=d["seed"], fingerprint=d["fingerprint"],
+        env_id=d["env_id"], algo=d["algo"], seed=d["seed"], run=d["run"],
         trained_steps=d["trained_steps"], eval_episodes=d["eval_episodes"],
         checkpoints=tuple(Checkpoint(**c) for c in d["checkpoints"]),
     )
@@ -137,9 +140,9 @@ def train_behaviour(
     from stable_baselines3.common.env_util import make_vec_env
 
     policy_dir = Path(policy_dir)
-    fingerprint = train_fingerprint(env_id, spec, seed)
+    run = train_run(env_id, spec, seed)
     index = read_index(policy_dir)
-    if index is not None and index.fingerprint != fingerprint:
+    if index is not None and index.run != run:
         raise DtkitError(
             f"{policy_dir} holds checkpoints of a different run ({index.algo} on {index.env_id}, "
             f"seed {index.seed}, other hyperparameters); delete it or choose another policy dir"
@@ -157,7 +160,7 @@ def train_behaviour(
         ckpts[file] = Checkpoint(file, model.num_timesteps, det[0], sto[0], det[1], sto[1])
         listed = tuple(sorted(ckpts.values(), key=lambda c: c.steps))
         atomic_write_json(policy_dir / INDEX, PolicyIndex(
-            env_id, spec.algo, seed, fingerprint, listed[-1].steps, spec.eval_episodes, listed,
+            env_id, spec.algo, seed, run, listed[-1].steps, spec.eval_episodes, listed,
         ).to_json())
 
     venv = make_vec_env(env_id, n_envs=spec.n_envs, seed=seed)
@@ -211,7 +214,7 @@ def prune_checkpoints(policy_dir: str | Path, keep: set[str]) -> PolicyIndex:
     if index is None:
         raise DtkitError(f"{policy_dir} has no {INDEX}; train first")
     kept = tuple(c for c in index.checkpoints if c.file in keep)
-    pruned = PolicyIndex(index.env_id, index.algo, index.seed, index.fingerprint,
+    pruned = PolicyIndex(index.env_id, index.algo, index.seed, index.run,
                          index.trained_steps, index.eval_episodes, kept)
     atomic_write_json(policy_dir / INDEX, pruned.to_json())  # index first: it never names a deleted zip
     for z in policy_dir.glob("step-*.zip"):
