@@ -214,12 +214,14 @@ def prune_checkpoints(policy_dir: str | Path, keep: set[str]) -> PolicyIndex:
     if index is None:
         raise DtkitError(f"{policy_dir} has no {INDEX}; train first")
     kept = tuple(c for c in index.checkpoints if c.file in keep)
+    doomed = [z for z in policy_dir.glob("step-*.zip") if z.name not in keep]
+    if not doomed and len(kept) == len(index.checkpoints):
+        return index  # already pruned: leave a read-only (installed) folder untouched
     pruned = PolicyIndex(index.env_id, index.algo, index.seed, index.run,
                          index.trained_steps, index.eval_episodes, kept)
     atomic_write_json(policy_dir / INDEX, pruned.to_json())  # index first: it never names a deleted zip
-    for z in policy_dir.glob("step-*.zip"):
-        if z.name not in keep:
-            z.unlink()
+    for z in doomed:
+        z.unlink()
     return pruned
 
 

@@ -1,0 +1,129 @@
+"""End to end: tiny recipes train, roll out and land as loadable Minari datasets."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+
+import gymnasium as gym
+import minari
+import numpy as np
+import pytest
+
+from dtkit.collect import CollectConfig, build_dataset, read_index, run_collect
+from dtkit.errors import DtkitError
+
+
+def _tiers(dataset) -> Counter:
+    return Counter(m["tier"] for m in dataset.storage.get_episode_metadata(range(dataset.total_episodes)))
+
+
+def test_cartpole_ppo_end_to_end(tiny, cartpole_policies):
+    r = tiny.recipe(tiny.CARTPOLE)
+    assert build_dataset(r, cartpole_policies) == r.dataset_id
+    ds = minari.load_dataset(r.dataset_id)
+    meta = ds.storage.metadata
+    assert meta["ref_min_score"] < meta["ref_max_score"]
+    assert meta["author"] == {"dtkit"} and meta["algorithm_name"].startswith("SB3-PPO")
+    counts = _tiers(ds)
+    assert counts["random"] == 3 and counts["medium"] == 2
+    expert = meta["dtkit"]["tiers"][2]
+    assert expert["steps"] >= 60 and expert["steps"] - 500 < 60  # whole episodes, just past 60 steps
+    assert ds.total_steps == sum(t["steps"] for t in meta["dtkit"]["tiers"])
+    for ep in ds.iterate_episodes():
+        assert ep.observations.shape == (len(ep.rewards) + 1, 4)
+        assert ep.terminations[-1] or ep.truncations[-1]
+    assert "jax" not in sys.modules  # minari.DataCollector would pull in jax (~500 MB)
+    assert r.dataset_id in minari.list_local_datasets()
+
+
+def test_pendulum_sac_box_actions(tiny, tmp_path):
+    r = tiny.recipe(tiny.PENDULUM)
+    build_dataset(r, tmp_path / "policies")
+    ds = minari.load_dataset(r.dataset_id)
+    space = gym.make("Pendulum-v1").action_space
+    assert _tiers(ds) == {"random": 1, "medium": 1, "expert": 2}
+    for ep in ds.iterate_episodes():
+        assert ep.actions.shape == (200, 1) and ep.actions.dtype == np.float32
+        assert np.all(ep.actions >= space.low) and np.all(ep.actions <= space.high)
+    assert "ref_min_score" in ds.storage.metadata and "ref_max_score" in ds.storage.metadata
+    assert not (tmp_path / "policies" / ".replay_buffer.pkl").exists()  # dropped once training is complete
+
+
+def test_existing_dataset_is_reused_or_refused(tiny, cartpole_policies, minari_root):
+    r = tiny.recipe(tiny.CARTPOLE)
+    build_dataset(r, cartpole_policies)
+    data = minari_root / r.dataset_id / "data" / "main_data.hdf5"
+    mtime = data.stat().st_mtime_ns
+    assert build_dataset(r, cartpole_policies) == r.dataset_id  # same recipe: returned as is
+    assert data.stat().st_mtime_ns == mtime
+    other = tiny.recipe(tiny.CARTPOLE, ref_episodes=4)
+    with pytest.raises(DtkitError, match="force"):
+        build_dataset(other, cartpole_policies)
+    build_dataset(other, cartpole_policies, force=True)
+    assert minari.load_dataset(r.dataset_id).storage.metadata["num_episodes_average_score"] == 4
+    assert [p.name for p in minari_root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_failure_mid_write_leaves_no_dataset(tiny, cartpole_policies, minari_root, monkeypatch):
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    real = HDF5Storage.update_episodes
+
+    def write_then_crash(self, episodes):
+        real(self, list(episodes)[:2])  # half the data really reaches the disk
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(HDF5Storage, "update_episodes", write_then_crash)
+    r = tiny.recipe(tiny.CARTPOLE)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_dataset(r, cartpole_policies)
+    assert list(minari_root.iterdir()) == []  # no dataset, no namespace, no staging left behind
+    assert minari.list_local_datasets() == {}
+    assert os.environ["MINARI_DATASETS_PATH"] == str(minari_root)
+    monkeypatch.undo()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
+    build_dataset(r, cartpole_policies)  # and a retry succeeds
+    assert minari.load_dataset(r.dataset_id).total_episodes > 0
+
+
+def test_same_seed_same_data(tiny, cartpole_policies, minari_root, tmp_path, monkeypatch):
+    r = tiny.recipe(tiny.CARTPOLE)
+    build_dataset(r, cartpole_policies)
+    first = tiny.episodes(r.dataset_id)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "second"))
+    build_dataset(r, cartpole_policies)
+    assert tiny.same_episodes(first, tiny.episodes(r.dataset_id))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "third"))
+    build_dataset(tiny.recipe(tiny.CARTPOLE, seed=7), tmp_path / "seed7")  # a new seed trains anew
+    assert not tiny.same_episodes(first, tiny.episodes(r.dataset_id))
+
+
+def test_pruned_policies_rebuild_the_same_dataset(tiny, cartpole_policies, tmp_path, monkeypatch):
+    data = dict(tiny.CARTPOLE, train=dict(tiny.CARTPOLE["train"], prune=True))
+    r = tiny.recipe(data)
+    assert len(read_index(cartpole_policies).checkpoints) == 2
+    build_dataset(r, cartpole_policies)
+    first = tiny.episodes(r.dataset_id)
+    index = read_index(cartpole_policies)
+    kept = {c.file for c in index.checkpoints}
+    assert kept == {p.name for p in cartpole_policies.glob("*.zip")}
+    assert index.trained_steps >= r.train.steps  # still counts as fully trained: no retraining
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "again"))
+    build_dataset(r, cartpole_policies)
+    assert tiny.same_episodes(first, tiny.episodes(r.dataset_id))
+
+
+def test_run_collect_from_toml_path(tiny, tmp_path):
+    toml = tmp_path / "mine.toml"
+    toml.write_text(
+        'env_id = "CartPole-v1"\ndataset_id = "me/cartpole/toml-v0"\nref_episodes = 2\n'
+        '[train]\nalgo = "ppo"\nsteps = 64\ncheckpoint_every = 64\neval_episodes = 1\n'
+        '[train.hyperparams]\nn_steps = 64\nbatch_size = 32\nn_epochs = 1\n'
+        '[[tiers]]\npolicy = "random"\nepisodes = 2\n'
+        '[[tiers]]\npolicy = "expert"\nepisodes = 1\n'
+    )
+    cfg = CollectConfig(recipe=str(toml), policy_dir=tmp_path / "p", progress=False)
+    assert run_collect(cfg) == "me/cartpole/toml-v0"
+    assert minari.load_dataset("me/cartpole/toml-v0").total_episodes == 3
