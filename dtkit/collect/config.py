@@ -34,9 +34,7 @@ class CollectConfig:
     checkpoint_every: int | None = None
     """Save and evaluate a checkpoint every this many steps (default: train_steps / 20)."""
     tiers: tuple[str, ...] | None = None
-    """Tiers as POLICY[@X]:COUNT, e.g. random:50 medium@0.3:100 expert:30. POLICY is random, medium or
-    expert; X is medium's target normalised score (default 0.3) or expert's best|final; a COUNT ending
-    in t counts transitions instead of episodes. Medium samples actions; expert acts deterministically."""
+    """Tiers as POLICY[@X]:COUNT, e.g. random:50 medium@0.3:100 expert:30 (the default). POLICY is random, medium or expert; X is medium's target normalised score (default 0.3) or expert's best|final; a COUNT ending in t counts transitions, not episodes. Medium samples actions; expert acts deterministically."""
     dataset_id: str | None = None
     """Minari dataset id to create (default: dtkit/<env>/mixed-v0)."""
     seed: int | None = None
@@ -44,8 +42,7 @@ class CollectConfig:
     force: bool = False
     """Rebuild the dataset if it already exists."""
     policy_dir: Path | None = None
-    """Folder for the SB3 checkpoints and their index.json (default: the recipe's shipped
-    policies, else ~/.cache/dtkit/policies/<dataset>)."""
+    """Folder for the SB3 checkpoints and their index.json (default: the recipe's shipped policies, else ~/.cache/dtkit/policies/<env>-<algo>-<hash>)."""
     progress: bool = True
     """Show progress bars."""
 
@@ -61,6 +58,8 @@ def _parse_tier(text: str) -> TierSpec:
         kw: dict = {"transitions": n} if count.endswith("t") else {"episodes": n}
         if policy == "medium":
             kw |= {"fraction": float(arg or 0.3), "deterministic": False}
+            if not 0.0 <= kw["fraction"] <= 1.0:
+                raise ValueError
         elif policy == "expert" and arg:
             if arg not in ("best", "final"):
                 raise ValueError
@@ -106,6 +105,9 @@ def resolve_recipe(cfg: CollectConfig) -> Recipe:
             changes[key] = getattr(cfg, key)
     if cfg.tiers is not None:
         changes["tiers"] = tuple(_parse_tier(t) for t in cfg.tiers)
+        names = [t.name for t in changes["tiers"]]
+        if len(set(names)) != len(names) or not names:
+            raise DtkitError(f"--tiers {' '.join(cfg.tiers)}: give each policy (random, medium, expert) at most once")
     return dataclasses.replace(base, **changes)
 
 

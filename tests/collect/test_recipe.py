@@ -81,8 +81,16 @@ def test_cli_overrides_and_short_tiers():
     assert resolve_recipe(CollectConfig(recipe="cartpole", algo="dqn")).train.hyperparams == {}
     r = resolve_recipe(CollectConfig(env_id="Pendulum-v1", algo="sac"))
     assert r.dataset_id == "dtkit/pendulum/mixed-v0" and r.train.algo == "sac"
-    for bad in ("expert:x", "good:3", "random@2:3", "medium:0"):
+    for bad in ("expert:x", "good:3", "random@2:3", "medium:0", "medium@1.5:3", "expert@last:3"):
         with pytest.raises(DtkitError, match="bad tier"):
             resolve_recipe(CollectConfig(env_id="CartPole-v1", tiers=(bad,)))
     with pytest.raises(DtkitError, match="--env-id"):
         resolve_recipe(CollectConfig())
+
+
+def test_config_is_a_typed_cli():
+    tyro = pytest.importorskip("tyro")
+    cfg = tyro.cli(CollectConfig, args=["--recipe", "cartpole", "--tiers", "random:5", "expert:3", "--force"])
+    assert cfg.tiers == ("random:5", "expert:3") and cfg.force and cfg.algo is None
+    with pytest.raises(DtkitError, match="at most once"):
+        resolve_recipe(CollectConfig(recipe="cartpole", tiers=("random:5", "random:3")))
