@@ -161,7 +161,7 @@ class DTPolicy:
         steps = torch.where(mask, steps, t[:, None])
         batch = self._window(self._rows, steps, mask)
         pred, _ = self.model(batch)
-        self._n_ctx = n
+        self._n_ctx.copy_(n)
         return pred[self._rows, n - 1]
 
     def _window(self, rows: torch.Tensor, steps: torch.Tensor, mask: torch.Tensor | None = None) -> Batch:

@@ -15,11 +15,11 @@ __all__ = ["KVCache"]
 
 
 class KVCache:
-    """Preallocated keys and values: ``n_layer`` buffers of shape (B, capacity, n_head, head_dim)."""
+    """Preallocated keys and values: ``n_layer`` buffers of shape (B, n_head, capacity, head_dim)."""
 
     def __init__(self, batch: int, n_layer: int, n_head: int, head_dim: int, capacity: int,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        shape = (batch, capacity, n_head, head_dim)
+        shape = (batch, n_head, capacity, head_dim)  # SDPA's layout, so attention reads it without a copy
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
@@ -35,11 +35,11 @@ class KVCache:
         self.length[rows] = 0
 
     def load(self, rows: torch.Tensor, kvs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Replace ``rows`` with freshly computed keys/values, each (len(rows), L, nh, hs)."""
-        n = kvs[0][0].shape[1]
+        """Replace ``rows`` with freshly computed keys/values, each (len(rows), nh, L, hs)."""
+        n = kvs[0][0].shape[2]
         for layer, (k, v) in enumerate(kvs):
-            self.k[layer][rows, :n] = k.to(self.k[layer].dtype)
-            self.v[layer][rows, :n] = v.to(self.v[layer].dtype)
+            self.k[layer][rows, :, :n] = k.to(self.k[layer].dtype)
+            self.v[layer][rows, :, :n] = v.to(self.v[layer].dtype)
         self.valid[rows] = False
         self.valid[rows, :n] = True
         self.length[rows] = n
@@ -72,10 +72,11 @@ class KVCache:
         return mask[:, None]  # (B, 1, F, cap)
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store the new tokens' keys/values (B, F, nh, hs) at the slots reserved by :meth:`begin_step`."""
+        """Store the new tokens' keys/values (B, nh, F, hs) at the slots reserved by :meth:`begin_step`."""
         pos = self._write_pos
-        self.k[layer][self._rows[:, None], pos] = k.to(self.k[layer].dtype)
-        self.v[layer][self._rows[:, None], pos] = v.to(self.v[layer].dtype)
+        # Advanced indices split by a slice put their dims first: the target is (B, F, nh, hs).
+        self.k[layer][self._rows[:, None], :, pos] = k.transpose(1, 2).to(self.k[layer].dtype)
+        self.v[layer][self._rows[:, None], :, pos] = v.transpose(1, 2).to(self.v[layer].dtype)
 
     def keys(self, layer: int) -> torch.Tensor:
         return self.k[layer]

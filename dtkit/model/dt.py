@@ -89,7 +89,8 @@ class DecisionTransformer(nn.Module):
         self.register_buffer(
             "_step_rule", token_rule(step_of, step_slots, slot_is_obs[step_slots], S, spec.block_obs_attention), persistent=False
         )
-        self._rules: dict[int, torch.Tensor | None] = {}
+        self._rules: dict[int, torch.Tensor] = {}
+        self.register_buffer("_last", torch.tensor([S - 1]), persistent=False)
         # A pure causal rule lets SDPA use its is_causal fast path.
         self._plain_causal = not spec.block_obs_attention or int(slot_is_obs.sum()) <= 1
         self.apply(self._init_weights)
@@ -125,15 +126,14 @@ class DecisionTransformer(nn.Module):
         tok = tok + self.slot_emb.weight[slots] + self.timestep_emb(t)[:, :, None]
         return self.embed_ln(tok)
 
-    def _window_rule(self, T: int, device: torch.device) -> torch.Tensor | None:
+    def _window_rule(self, T: int, device: torch.device) -> torch.Tensor:
         if T not in self._rules:
             S = self.spec.tokens_per_step
             step = torch.arange(T).repeat_interleave(S)
             slot = torch.arange(S).repeat(T)
             rule = token_rule(step, slot, self._slot_is_obs.cpu()[slot], S, self.spec.block_obs_attention)
             self._rules[T] = rule
-        rule = self._rules[T]
-        return rule.to(device) if rule is not None else None
+        return self._rules[T].to(device)
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Batch, return_kv: bool = False) -> tuple[torch.Tensor, list]:
@@ -141,7 +141,7 @@ class DecisionTransformer(nn.Module):
 
         Returns:
             (B, T, A) predictions (tanh outputs in [-1, 1], or logits) and, with
-            ``return_kv``, each layer's keys/values (B, T * S, nh, hs).
+            ``return_kv``, each layer's keys/values (B, nh, T * S, hs).
         """
         B, T = batch.timesteps.shape
         S = self.spec.tokens_per_step
@@ -149,14 +149,20 @@ class DecisionTransformer(nn.Module):
         x = self.drop(self._embed(self.spec.layout, inputs, batch.timesteps, slice(0, S)))  # (B, T, S, D)
         x = x.reshape(B, T * S, -1)
         padded = batch.mask is not None and not bool(batch.mask.all())
+        readout = self._readout_positions(T, x.device)
         if self._plain_causal and not padded:
             attn_mask = None  # SDPA's is_causal path
+            readout_mask = self._window_rule(T, x.device)[readout][None, None]
         else:
             key_valid = batch.mask.repeat_interleave(S, dim=1) if padded else None
             attn_mask = window_mask(self._window_rule(T, x.device), key_valid)
-        h, kvs = self.trunk(x, attn_mask, return_kv=return_kv)
-        h = h.view(B, T, S, -1)[:, :, self.spec.readout_slot]  # (B, T, D)
-        return self.head(h), kvs
+            readout_mask = attn_mask[:, :, readout]
+        h, kvs = self.trunk(x, attn_mask, readout=readout, readout_mask=readout_mask, return_kv=return_kv)
+        return self.head(h), kvs  # (B, T, A)
+
+    def _readout_positions(self, T: int, device: torch.device) -> torch.Tensor:
+        S = self.spec.tokens_per_step
+        return torch.arange(T, device=device) * S + self.spec.readout_slot
 
     def step(
         self,
@@ -177,8 +183,8 @@ class DecisionTransformer(nn.Module):
         new_valid = torch.ones(B, S, dtype=torch.bool, device=x.device)
         new_valid[:, : self.n_post] = prev_valid[:, None]
         mask = cache.begin_step(new_valid, self._step_rule)
-        h, _ = self.trunk(x, mask, cache)
-        return self.head(h[:, -1])
+        h, _ = self.trunk(x, mask, cache, readout=self._last, readout_mask=mask[:, :, -1:])
+        return self.head(h[:, 0])
 
     def new_cache(self, batch: int, device: torch.device | str = "cpu") -> KVCache:
         """A cache for ``batch`` rows that holds K full steps plus one step's placeholders."""

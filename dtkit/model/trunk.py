@@ -11,6 +11,8 @@ from dtkit.model.config import ModelConfig
 
 __all__ = ["Trunk"]
 
+KV = tuple[torch.Tensor, torch.Tensor]
+
 
 class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
@@ -25,24 +27,27 @@ class SelfAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,  # (B, L, D)
-        attn_mask: torch.Tensor | None,  # (B, 1, L, Lk) bool, True = may attend; None = causal
+        attn_mask: torch.Tensor | None,  # (B|1, 1, Lq, Lk) bool, True = may attend; None = causal
         cache: KVCache | None = None,
         layer: int = 0,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        queries: torch.Tensor | None = None,  # (Lq,) positions whose outputs are needed; None = all
+    ) -> tuple[torch.Tensor, KV]:
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.n_head, self.head_dim).unbind(2)  # each (B, L, nh, hs)
+        q, k, v = self.qkv(x).view(B, L, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)  # each (B, nh, L, hs)
+        if queries is not None:
+            q = q[:, :, queries]  # (B, nh, Lq, hs)
         if cache is not None:
             cache.write(layer, k, v)
-            k_all, v_all = cache.keys(layer), cache.values(layer)  # (B, Lmax, nh, hs)
+            k_all, v_all = cache.keys(layer), cache.values(layer)  # (B, nh, capacity, hs)
         else:
             k_all, v_all = k, v
         y = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2),  # (B, nh, L|Lk, hs)
+            q, k_all, v_all,
             attn_mask=attn_mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=attn_mask is None,
-        )  # (B, nh, L, hs)
-        return self.proj(y.transpose(1, 2).reshape(B, L, D)), (k, v)
+        )  # (B, nh, Lq, hs)
+        return self.proj(y.transpose(1, 2).reshape(B, q.shape[2], D)), (k, v)
 
 
 class Block(nn.Module):
@@ -59,9 +64,9 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, attn_mask, cache=None, layer=0):
-        h, kv = self.attn(self.ln1(x), attn_mask, cache, layer)
-        x = x + self.drop(h)
+    def forward(self, x, attn_mask, cache=None, layer=0, queries=None):
+        h, kv = self.attn(self.ln1(x), attn_mask, cache, layer, queries)
+        x = (x if queries is None else x[:, queries]) + self.drop(h)
         return x + self.mlp(self.ln2(x)), kv
 
 
@@ -76,13 +81,25 @@ class Trunk(nn.Module):
     def forward(
         self,
         x: torch.Tensor,  # (B, L, D)
-        attn_mask: torch.Tensor | None,
+        attn_mask: torch.Tensor | None,  # (B|1, 1, L, L|capacity); None = plain causal
         cache: KVCache | None = None,
+        readout: torch.Tensor | None = None,  # (R,) positions read out; None = all
+        readout_mask: torch.Tensor | None = None,  # attn_mask restricted to the readout rows
         return_kv: bool = False,
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    ) -> tuple[torch.Tensor, list[KV]]:
+        """Returns the final hidden states at ``readout`` (B, R, D) and, optionally, every layer's K/V.
+
+        Only the readout rows feed the head, so the last block computes its
+        queries, projection and MLP for those rows alone; its keys and values
+        are still computed for every token, as the cache needs them.
+        """
         kvs = []
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, attn_mask, cache, i)
+            if i == last and readout is not None:
+                x, kv = block(x, readout_mask, cache, i, readout)
+            else:
+                x, kv = block(x, attn_mask, cache, i)
             if return_kv:
                 kvs.append(kv)
         return self.ln_f(x), kvs

@@ -1,0 +1,52 @@
+"""The ``dtkit`` command: a thin layer over the Python API.
+
+User errors (:class:`~dtkit.errors.DtkitError`) print one line and exit 2;
+nothing else is caught, so bugs keep their tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``dtkit``; ``argv`` lets tests run it in-process."""
+    import tyro
+
+    from dtkit.api import DemoConfig, EvalConfig, run_demo, run_eval
+    from dtkit.collect import CollectConfig, run_collect
+    from dtkit.errors import DtkitError
+    from dtkit.train import TrainConfig, train
+
+    cfg = tyro.extras.subcommand_cli_from_dict(
+        {"collect": CollectConfig, "train": TrainConfig, "eval": EvalConfig, "demo": DemoConfig},
+        prog="dtkit",
+        description="dtkit: decision transformers trained on local Minari datasets.",
+        args=argv,
+    )
+    try:
+        if isinstance(cfg, CollectConfig):
+            print(f"dataset ready: {run_collect(cfg)}")
+        elif isinstance(cfg, TrainConfig):
+            result = train(cfg)
+            print(f"run folder: {result.run_dir}\ncheckpoint: {result.checkpoint}")
+            if result.report is not None:
+                print(result.report.summary())
+        elif isinstance(cfg, EvalConfig):
+            print(run_eval(cfg).summary())
+        elif isinstance(cfg, DemoConfig):
+            run_demo(cfg)
+    except DtkitError as exc:
+        print(f"dtkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dtkit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
