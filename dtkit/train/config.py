@@ -31,6 +31,8 @@ class TrainConfig:
     """AdamW decay, applied to weight matrices only."""
     warmup_steps: int = 1_000
     """Linear learning-rate warm-up."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """After warm-up: constant (the original DT) or cosine decay to 10% of lr at the last step."""
     grad_clip: float = 0.25
     """Gradient-norm clip (Chen et al., 2021)."""
     seed: int = 0
@@ -47,8 +49,8 @@ class TrainConfig:
     """Let tokens of one observation attend to each other."""
     obs_encoder: str | None = None
     """Encoder for every observation key: a registered name, 'pkg.mod:Class', or an entry point."""
-    obs_encoder_params: dict[str, Any] = field(default_factory=dict)
-    """Keyword params for the observation encoder."""
+    obs_encoder_params: str = "{}"
+    """Keyword params for the observation encoder, as a JSON object, e.g. '{"hidden": 256}'."""
     log_every: int = 100
     """Steps between TensorBoard scalars."""
     eval_every: int = 0

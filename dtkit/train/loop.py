@@ -28,7 +28,7 @@ from dtkit.train.checkpoint import find_checkpoint, load_trainer_state, save_che
 from dtkit.train.config import TrainConfig
 from dtkit.train.distributed import autocast_dtype, broadcast_object, init_distributed
 
-__all__ = ["train", "TrainResult", "build_spec", "check_config"]
+__all__ = ["train", "TrainResult", "build_spec", "check_config", "lr_factor"]
 
 
 @dataclass
@@ -59,8 +59,13 @@ def check_config(cfg: TrainConfig) -> None:
 def build_spec(cfg: TrainConfig, traj: Trajectories, obs_encoders: dict[str, EncoderConfig] | None = None) -> Spec:
     """Derive the spec from the data plus the config (derived values never go onto the config)."""
     if obs_encoders is None and cfg.obs_encoder:
-        keys = list(traj.obs)
-        obs_encoders = {k: EncoderConfig(cfg.obs_encoder, dict(cfg.obs_encoder_params)) for k in keys}
+        try:
+            params = json.loads(cfg.obs_encoder_params)
+        except json.JSONDecodeError as exc:
+            raise DtkitError(f"--obs-encoder-params {cfg.obs_encoder_params!r} is not valid JSON ({exc}); write e.g. '{{\"hidden\": 256}}'") from None
+        if not isinstance(params, dict):
+            raise DtkitError(f"--obs-encoder-params must be a JSON object, got {cfg.obs_encoder_params!r}")
+        obs_encoders = {k: EncoderConfig(cfg.obs_encoder, params) for k in traj.obs}
     scale = cfg.return_scale if cfg.return_scale is not None else float(max(1.0, np.abs(traj.episode_returns).max()))
     max_t = int(traj.episode_lengths.max())
     if traj.env_id is not None:
@@ -74,6 +79,16 @@ def build_spec(cfg: TrainConfig, traj: Trajectories, obs_encoders: dict[str, Enc
     return spec_from_spaces(traj.observation_space, traj.action_space, obs_encoders=obs_encoders, layout=layout,
                             context_len=cfg.context_len, max_timestep=max_t, return_scale=scale,
                             block_obs_attention=cfg.block_obs_attention, where=f"dataset {traj.dataset_id!r}")
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then constant (as in the original DT) or cosine decay to 0.1."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _versions() -> dict[str, str]:
@@ -137,8 +152,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
 
         model.load_state_dict(load_file(str(find_checkpoint(run_dir) / "model.safetensors"), device=str(info.device)))
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
-    # Linear warm-up then constant, as in the original DT.
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / max(1, cfg.warmup_steps), 1.0))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s))
     sampler = SegmentSampler(traj, spec, cfg.batch_size, seed=cfg.seed + 1000 * info.rank, device=info.device)
     if trainer_state is not None:
         optimizer.load_state_dict(trainer_state["optimizer"])
@@ -202,7 +216,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
-                loss_val = float(loss)
+                loss_val = float(loss.detach())
                 if not math.isfinite(loss_val):
                     raise RuntimeError(f"loss became {loss_val} at step {step}; lower --lr or try --amp fp32")
                 now = time.perf_counter()

@@ -1,0 +1,74 @@
+"""Training: checkpoints describe themselves, round-trip, resume, and never unpickle objects."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from dtkit.errors import DtkitError
+from dtkit.model import ModelConfig
+from dtkit.policy import DTPolicy
+from dtkit.train import TrainConfig, load_checkpoint, train
+
+TINY = TrainConfig(steps=30, batch_size=8, context_len=4, log_every=10, checkpoint_every=10, eval_episodes=2, eval_envs=2,
+                   warmup_steps=5, model=ModelConfig(d_model=16, n_layer=1, n_head=1))
+
+
+def test_checkpoint_describes_itself_and_round_trips(make_dataset, tmp_path):
+    dataset_id = make_dataset("CartPole-v1", n_episodes=6)
+    result = train(replace(TINY, dataset=dataset_id, run_dir=str(tmp_path / "run")), progress=False)
+    ckpt_dir = result.checkpoint
+    assert ckpt_dir.name == "step_00000030"
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["meta.json", "model.safetensors", "trainer.pt"]
+    meta = json.loads((ckpt_dir / "meta.json").read_text())
+    for key in ("config", "spec", "obs_stats", "env_id", "dataset_id", "versions", "ref_min_score", "ref_max_score"):
+        assert key in meta
+    assert meta["env_id"] == "CartPole-v1" and meta["versions"]["dtkit"]
+    # the last two checkpoints are kept, older ones pruned; nothing half-written is left
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["latest", "step_00000020", "step_00000030"]
+    # trainer state loads under weights_only, so nothing arbitrary is unpickled
+    torch.load(ckpt_dir / "trainer.pt", weights_only=True)
+    ckpt = load_checkpoint(tmp_path / "run")
+    obs = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    a = DTPolicy(result_model(result), 2, 20.0)
+    b = DTPolicy(ckpt.model, 2, 20.0)
+    a.act(obs), b.act(obs)
+    torch.testing.assert_close(a.last_output, b.last_output)
+    assert (tmp_path / "run" / "eval.json").is_file() and list((tmp_path / "run" / "tb").iterdir())
+
+
+def result_model(result):
+    return load_checkpoint(result.checkpoint).model
+
+
+def test_resume_continues_from_last_checkpoint(make_dataset, tmp_path):
+    dataset_id = make_dataset("CartPole-v1", n_episodes=6)
+    cfg = replace(TINY, dataset=dataset_id, run_dir=str(tmp_path / "run"))
+    full = train(replace(cfg, run_dir=str(tmp_path / "full")), progress=False)
+    train(replace(cfg, steps=20), progress=False)
+    with pytest.raises(DtkitError, match="--resume"):
+        train(cfg, progress=False)  # refuses to overwrite a run
+    resumed = train(replace(cfg, resume=True), progress=False)
+    assert resumed.steps == 30
+    # same sampler, RNG and optimizer state: the resumed run ends with the uninterrupted run's weights
+    w_full = load_checkpoint(full.checkpoint).model.state_dict()
+    w_res = load_checkpoint(resumed.checkpoint).model.state_dict()
+    for k in w_full:
+        torch.testing.assert_close(w_full[k], w_res[k], atol=1e-5, rtol=1e-4)
+
+
+def test_resume_without_checkpoint_is_an_error(make_dataset, tmp_path):
+    dataset_id = make_dataset("CartPole-v1", n_episodes=2)
+    with pytest.raises(DtkitError, match="holds no checkpoint"):
+        train(replace(TINY, dataset=dataset_id, run_dir=str(tmp_path / "empty"), resume=True), progress=False)
+
+
+def test_safetensors_file_is_not_a_pickle(make_dataset, tmp_path):
+    dataset_id = make_dataset("CartPole-v1", n_episodes=2)
+    result = train(replace(TINY, dataset=dataset_id, steps=10, run_dir=str(tmp_path / "r")), progress=False)
+    assert not zipfile.is_zipfile(result.checkpoint / "model.safetensors")
