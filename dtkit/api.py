@@ -11,7 +11,7 @@ from dtkit.io import atomic_write_json
 from dtkit.model import ModelConfig
 from dtkit.policy import DTPolicy
 from dtkit.rollout import EvalReport, evaluate
-from dtkit.train import Checkpoint, TrainConfig, load_checkpoint, train
+from dtkit.trainer import Checkpoint, TrainConfig, load_checkpoint, train
 
 __all__ = ["EvalConfig", "DemoConfig", "make_policy", "run_eval", "run_demo"]
 

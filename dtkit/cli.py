@@ -19,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dtkit.api import DemoConfig, EvalConfig, run_demo, run_eval
     from dtkit.collect import CollectConfig, run_collect
     from dtkit.errors import DtkitError
-    from dtkit.train import TrainConfig, train
+    from dtkit.trainer import TrainConfig, train
 
     cfg = tyro.extras.subcommand_cli_from_dict(
         {"collect": CollectConfig, "train": TrainConfig, "eval": EvalConfig, "demo": DemoConfig},
@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"dataset ready: {run_collect(cfg)}")
         elif isinstance(cfg, TrainConfig):
             result = train(cfg)
-            print(f"run folder: {result.run_dir}\ncheckpoint: {result.checkpoint}")
+            if result.checkpoint is not None:  # rank 0 only, under torchrun
+                print(f"run folder: {result.run_dir}\ncheckpoint: {result.checkpoint}")
             if result.report is not None:
                 print(result.report.summary())
         elif isinstance(cfg, EvalConfig):

@@ -12,7 +12,7 @@ from dtkit.encoders import EncoderConfig
 from dtkit.errors import DtkitError
 from dtkit.model import ModelConfig
 from dtkit.spec import Spec
-from dtkit.train import TrainConfig
+from dtkit.trainer import TrainConfig
 
 
 def test_spec_json_round_trip():

@@ -159,12 +159,25 @@ def random_actor(action_space: gym.Space, seed: int) -> Actor:
     return act
 
 
-def sb3_actor(model: Any, deterministic: bool) -> Actor:
-    """Batched SB3 ``predict``; Box actions are clipped to the env's bounds."""
+def sb3_actor(model: Any, deterministic: bool, epsilon: float = 0.0) -> Actor:
+    """Batched SB3 ``predict``; Box actions are clipped to the env's bounds.
+
+    With ``epsilon`` > 0 that share of actions is uniform-random instead, drawn
+    from ``np.random`` (pinned by :func:`seeded_rng`). Noise injection puts
+    states off the expert's narrow path into the data, together with the
+    expert's recovery from them (the idea behind DART, Laskey et al., 2017).
+    """
     space = model.action_space
 
     def act(obs: Any) -> np.ndarray:
         actions, _ = model.predict(obs, deterministic=deterministic)
+        if epsilon > 0:
+            swap = np.random.random(len(actions)) < epsilon
+            if isinstance(space, gym.spaces.Discrete):
+                noise = space.start + np.random.randint(space.n, size=len(actions))
+            else:
+                noise = np.random.uniform(space.low, space.high, size=(len(actions), *space.shape))
+            actions = np.where(swap.reshape(-1, *([1] * (np.ndim(actions) - 1))), noise, actions).astype(actions.dtype)
         if isinstance(space, gym.spaces.Box):
             actions = np.clip(actions, space.low, space.high).astype(space.dtype)
         return actions

@@ -55,6 +55,7 @@ class TierSpec:
     fraction: float | None = None  # medium: target normalised score in [0, 1]
     target_return: float | None = None  # medium: target return, instead of fraction
     checkpoint: str = "best"  # expert: "best" (highest eval return) or "final"
+    epsilon: float = 0.0  # share of steps whose action is replaced by a uniform-random one
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,9 @@ def _parse_tier(r: _Reader) -> TierSpec:
         r.fail("fraction", f"must lie in [0, 1] (a normalised score), got {fraction}")
     if policy != "medium" and (fraction is not None or target is not None):
         r.fail("fraction", "`fraction` / `target_return` only apply to medium tiers")
+    epsilon = r.get("epsilon", (int, float), 0.0)
+    if not 0.0 <= epsilon <= 1.0:
+        r.fail("epsilon", f"must lie in [0, 1] (the share of random actions), got {epsilon}")
     checkpoint = r.get("checkpoint", str, "best")
     if checkpoint not in ("best", "final"):
         r.fail("checkpoint", f"must be 'best' or 'final', got {checkpoint!r}")
@@ -208,6 +212,7 @@ def _parse_tier(r: _Reader) -> TierSpec:
         fraction=None if fraction is None else float(fraction),
         target_return=None if target is None else float(target),
         checkpoint=checkpoint,
+        epsilon=float(epsilon),
     )
     r.done()
     return spec

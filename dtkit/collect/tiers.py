@@ -48,6 +48,7 @@ class TierRollout:
         return {
             "name": self.tier.name, "policy": self.tier.policy, "source": self.source,
             "deterministic": self.tier.deterministic if self.tier.policy != "random" else False,
+            "epsilon": self.tier.epsilon,
             "episodes": len(rets), "steps": self.steps,
             "mean_return": sum(rets) / len(rets), "min_return": min(rets), "max_return": max(rets),
         }
@@ -115,7 +116,7 @@ def rollout_tiers(
         else:
             if t.name not in policies:
                 raise DtkitError(f"tier {t.name!r} needs a policy; pass policies[{t.name!r}]")
-            actor = sb3_actor(policies[t.name], t.deterministic)
+            actor = sb3_actor(policies[t.name], t.deterministic, t.epsilon)
             source = (sources or {}).get(t.name, type(policies[t.name]).__name__)
         total = t.episodes if t.episodes is not None else t.transitions
         unit = "ep" if t.episodes is not None else "step"

@@ -75,13 +75,14 @@ def normalized_score(ret: float, ref_min: float | None, ref_max: float | None) -
     return 100.0 * (ret - ref_min) / (ref_max - ref_min), None
 
 
-def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
     """A SyncVectorEnv that resets finished envs within the same step (their next obs is the new episode's)."""
     try:
         gym.spec(env_id)
     except gym.error.Error as exc:
         raise DtkitError(f"environment {env_id!r} is not registered with gymnasium ({exc}); check the id or import the package that registers it") from None
-    return gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(num_envs)],
+    kwargs = env_kwargs or {}
+    return gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
@@ -119,7 +120,8 @@ def _run_target(policy: DTPolicy, envs: gym.vector.VectorEnv, target: float, num
 
 
 def evaluate(policy: DTPolicy, env_id: str, target_returns: list[float], num_episodes: int = 10, *, seed: int = 0,
-             ref_min_score: float | None = None, ref_max_score: float | None = None, progress: bool = True) -> EvalReport:
+             ref_min_score: float | None = None, ref_max_score: float | None = None, progress: bool = True,
+             env_kwargs: dict[str, Any] | None = None) -> EvalReport:
     """Roll out ``policy`` for ``num_episodes`` per target return in ``policy.num_envs`` vectorised envs.
 
     Example:
@@ -133,7 +135,7 @@ def evaluate(policy: DTPolicy, env_id: str, target_returns: list[float], num_epi
             raise DtkitError(f"target return {t!r} is not finite; pass finite numbers, e.g. --target-returns 500")
     if num_episodes < 1:
         raise DtkitError(f"num_episodes={num_episodes} is invalid; use at least 1")
-    envs = make_vector_env(env_id, policy.num_envs)
+    envs = make_vector_env(env_id, policy.num_envs, env_kwargs)
     results: list[TargetResult] = []
     total_steps, start = 0, time.perf_counter()
     try:

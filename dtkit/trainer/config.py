@@ -65,6 +65,8 @@ class TrainConfig:
     """Steps between checkpoints (the last two are kept)."""
     resume: bool = False
     """Continue from the latest checkpoint in run_dir."""
+    progress: bool = True
+    """Show progress bars (rank 0 only)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Trunk size."""
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dtkit.train.checkpoint import Checkpoint, find_checkpoint, load_checkpoint, save_checkpoint
-from dtkit.train.config import TrainConfig
-from dtkit.train.loop import TrainResult, build_spec, train
+from dtkit.trainer.checkpoint import Checkpoint, find_checkpoint, load_checkpoint, save_checkpoint
+from dtkit.trainer.config import TrainConfig
+from dtkit.trainer.loop import TrainResult, build_spec, train
 
 __all__ = ["Checkpoint", "TrainConfig", "TrainResult", "build_spec", "find_checkpoint", "load_checkpoint", "save_checkpoint", "train"]

@@ -13,7 +13,7 @@ import torch
 from dtkit.errors import DtkitError
 from dtkit.model import ModelConfig
 from dtkit.policy import DTPolicy
-from dtkit.train import TrainConfig, load_checkpoint, train
+from dtkit.trainer import TrainConfig, load_checkpoint, train
 
 TINY = TrainConfig(steps=30, batch_size=8, context_len=4, log_every=10, checkpoint_every=10, eval_episodes=2, eval_envs=2,
                    warmup_steps=5, model=ModelConfig(d_model=16, n_layer=1, n_head=1))

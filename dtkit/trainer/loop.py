@@ -24,9 +24,9 @@ from dtkit.model import DecisionTransformer
 from dtkit.policy import DTPolicy
 from dtkit.rollout import EvalReport, evaluate
 from dtkit.spec import Spec
-from dtkit.train.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
-from dtkit.train.config import TrainConfig
-from dtkit.train.distributed import autocast_dtype, broadcast_object, init_distributed
+from dtkit.trainer.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
+from dtkit.trainer.config import TrainConfig
+from dtkit.trainer.distributed import autocast_dtype, broadcast_object, init_distributed
 
 __all__ = ["train", "TrainResult", "build_spec", "check_config", "lr_factor"]
 
@@ -116,6 +116,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         >>> result.report.mean_return  # doctest: +SKIP
     """
     check_config(cfg)
+    progress = progress and cfg.progress
     info = init_distributed(cfg.device)
     traj = load_trajectories(cfg.dataset)
     run_dir = Path(broadcast_object(cfg.run_dir or str(_default_run_dir(cfg.dataset)), info))
@@ -143,6 +144,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         "obs_stats": stats, "env_id": traj.env_id, "dataset_id": traj.dataset_id,
         "ref_min_score": traj.ref_min_score, "ref_max_score": traj.ref_max_score,
         "target_returns": targets, "dataset_mean_return": float(traj.episode_returns.mean()),
+        "world_size": info.world_size,
     }
 
     torch.manual_seed(cfg.seed + info.rank)

@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Speed and memory of the original DT configuration on Hopper-v5 shapes.
+
+Config (Chen et al., 2021): embed 128, 3 layers, 1 head, K=20, batch 64,
+dropout 0.1; Hopper-v5 observations (11) and actions (3).
+
+Prints:
+- training ms/step in fp32 and bf16 autocast, peak RSS while training, and a
+  short fp32-vs-bf16 loss curve on a learnable synthetic task;
+- evaluation env-steps/s on Hopper-v5 with 1 and 16 envs, exact KV cache vs a
+  full recompute of the context every step, next to raw env-steps/s with
+  random actions.
+
+Hopper is made with terminate_when_unhealthy=False so that every episode runs
+its full 1000 steps (an untrained model falls at once otherwise), which makes
+the cache's rebuild schedule count as it does for a good policy.
+
+Usage:
+    python scripts/bench.py                 # everything (about 3 minutes on 2 cores)
+    python scripts/bench.py --only train    # or: eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from dtkit.data import SegmentSampler, Trajectories, spec_from_spaces
+from dtkit.model import DecisionTransformer, ModelConfig
+from dtkit.policy import DTPolicy
+from dtkit.rollout import evaluate, make_vector_env
+
+ENV_ID = "Hopper-v5"
+ENV_KWARGS = {"terminate_when_unhealthy": False}
+CFG = ModelConfig(d_model=128, n_layer=3, n_head=1, dropout=0.1)
+K, BATCH = 20, 64
+
+
+def hopper_like_trajectories(n_episodes: int = 20, length: int = 1000, seed: int = 0) -> Trajectories:
+    """Random Hopper-shaped data whose actions are a fixed function of the state (so the loss can fall)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(11, 3)) / np.sqrt(11)
+    eps = []
+    for _ in range(n_episodes):
+        obs = rng.normal(size=(length + 1, 11)).astype(np.float32)
+        eps.append(dict(observations=obs, actions=np.tanh(obs[:-1] @ w), rewards=rng.uniform(0, 3, length),
+                        terminations=np.zeros(length), truncations=np.zeros(length)))
+    return Trajectories.from_episodes(eps, gym.spaces.Box(-np.inf, np.inf, (11,)), gym.spaces.Box(-1, 1, (3,)))
+
+
+def train_steps(spec, traj, amp: torch.dtype | None, steps: int, seed: int = 0) -> tuple[float, list[float]]:
+    torch.manual_seed(seed)
+    model = DecisionTransformer(spec, CFG)
+    opt = model.configure_optimizer(1e-4, 1e-4)
+    sampler = SegmentSampler(traj, spec, BATCH, seed=seed)
+    losses, times = [], []
+    for _ in range(steps):
+        t = time.perf_counter()
+        batch = sampler.sample()
+        with torch.autocast("cpu", dtype=amp, enabled=amp is not None):
+            pred, _ = model(batch)
+        loss = model.head.loss(pred, batch.actions, batch.mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        opt.step()
+        times.append(time.perf_counter() - t)
+        losses.append(float(loss.detach()))
+    warm = min(5, steps // 4)
+    return 1000 * float(np.median(times[warm:])), losses
+
+
+def bench_train(steps: int) -> dict:
+    traj = hopper_like_trajectories()
+    spec = spec_from_spaces(traj.observation_space, traj.action_space, context_len=K, return_scale=1000.0, max_timestep=1000)
+    out = {}
+    for name, amp in (("fp32", None), ("bf16", torch.bfloat16)):
+        ms, losses = train_steps(spec, traj, amp, steps)
+        out[name] = {"ms_per_step": ms, "loss_first": losses[0], "loss_last10": float(np.mean(losses[-10:]))}
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def raw_env_steps(num_envs: int, steps: int) -> float:
+    envs = make_vector_env(ENV_ID, num_envs, ENV_KWARGS)
+    envs.reset(seed=0)
+    envs.action_space.seed(0)
+    actions = [envs.action_space.sample() for _ in range(64)]
+    t = time.perf_counter()
+    for i in range(steps):
+        envs.step(actions[i % 64])
+    dt = time.perf_counter() - t
+    envs.close()
+    return num_envs * steps / dt
+
+
+def policy_env_steps(model, num_envs: int, use_cache: bool, episodes_per_env: int = 1) -> float:
+    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache)
+    report = evaluate(policy, ENV_ID, [3600.0], num_episodes=num_envs * episodes_per_env, progress=False, env_kwargs=ENV_KWARGS)
+    return report.env_steps_per_s
+
+
+def bench_eval() -> dict:
+    env = gym.make(ENV_ID)
+    spec = spec_from_spaces(env.observation_space, env.action_space, context_len=K, return_scale=1000.0, max_timestep=1000)
+    torch.manual_seed(0)
+    model = DecisionTransformer(spec, CFG).eval()
+    out = {}
+    for n in (1, 16):
+        out[f"{n}_envs"] = {
+            "raw": raw_env_steps(n, 2000 if n == 1 else 300),
+            "cached": policy_env_steps(model, n, True),
+            "recompute": policy_env_steps(model, n, False),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["train", "eval"], default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores)")
+    parser.add_argument("--train-steps", type=int, default=40)
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {"threads": args.threads, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if args.only in (None, "train"):
+        results["train"] = bench_train(args.train_steps)
+        tr = results["train"]
+        print(f"training step (B={BATCH}, K={K}, d=128, 3 layers, 1 head), median of {args.train_steps} steps, {args.threads} threads:")
+        for name in ("fp32", "bf16"):
+            r = tr[name]
+            print(f"  {name}: {r['ms_per_step']:.1f} ms/step   loss {r['loss_first']:.4f} -> {r['loss_last10']:.4f}")
+        print(f"  peak RSS: {tr['peak_rss_mb']:.0f} MB")
+    if args.only in (None, "eval"):
+        results["eval"] = bench_eval()
+        print(f"evaluation on {ENV_ID} (1000-step episodes), env-steps/s:")
+        print("  envs |    raw | cached | recompute")
+        for n in (1, 16):
+            r = results["eval"][f"{n}_envs"]
+            print(f"  {n:4d} | {r['raw']:6.0f} | {r['cached']:6.0f} | {r['recompute']:9.0f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
