@@ -48,7 +48,7 @@ class DemoConfig:
 
     run_dir: str | None = None
     """Run folder (default: runs/demo-<time>)."""
-    steps: int = 3_000
+    steps: int = 6_000
     """Gradient updates."""
     target_return: float = 500.0
     """Return to condition on when evaluating."""
@@ -57,8 +57,8 @@ class DemoConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         # A smaller trunk than the original DT's: CartPole needs little, and the demo must stay quick on 2 cores.
         model=ModelConfig(d_model=64, n_layer=2, n_head=1, dropout=0.1),
-        context_len=10, batch_size=64, lr=6e-4, warmup_steps=200, amp="fp32", log_every=50,
-        checkpoint_every=500, eval_envs=10,
+        context_len=10, batch_size=64, lr=6e-4, lr_schedule="cosine", warmup_steps=200, log_every=100,
+        checkpoint_every=1_000, eval_envs=10,
     ))
     """Training settings (the dataset, steps, run folder and targets above take precedence)."""
     progress: bool = True

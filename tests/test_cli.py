@@ -129,3 +129,13 @@ def test_context_length_below_one(make_dataset, tmp_path, capsys):
 def test_missing_checkpoint(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint found" in _error_line(capsys)
+
+
+def test_behaviour_cloning_through_the_same_trunk(make_dataset, tmp_path):
+    """--no-return-token drops the return token (BC); --top-fraction keeps the best episodes (%BC)."""
+    dataset_id = make_dataset("CartPole-v1", n_episodes=6)
+    run = tmp_path / "bc"
+    assert main(["train", "--dataset", dataset_id, "--run-dir", str(run), *TINY, "--no-return-token", "--top-fraction", "0.5"]) == 0
+    meta = json.loads((run / "checkpoints" / "step_00000012" / "meta.json").read_text())
+    assert meta["spec"]["layout"] == ["obs", "action"] and meta["config"]["top_fraction"] == 0.5
+    assert json.loads((run / "eval.json").read_text())["mean_return"] > 0

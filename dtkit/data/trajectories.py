@@ -62,6 +62,20 @@ class Trajectories:
     def episode_returns(self) -> np.ndarray:
         return self.returns_to_go[self.episode_starts]
 
+    def top_episodes(self, fraction: float) -> Trajectories:
+        """The best ``fraction`` of episodes by return (at least one), as new Trajectories."""
+        keep = max(1, int(round(fraction * self.num_episodes)))
+        order = np.sort(np.argsort(-self.episode_returns, kind="stable")[:keep])
+        idx = np.concatenate([np.arange(s, s + n) for s, n in zip(self.episode_starts[order], self.episode_lengths[order])])
+        lengths = self.episode_lengths[order]
+        return Trajectories(
+            obs={k: v[idx] for k, v in self.obs.items()}, actions=self.actions[idx], rewards=self.rewards[idx],
+            terminations=self.terminations[idx], truncations=self.truncations[idx],
+            episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), episode_lengths=lengths,
+            observation_space=self.observation_space, action_space=self.action_space, dataset_id=self.dataset_id,
+            env_id=self.env_id, ref_min_score=self.ref_min_score, ref_max_score=self.ref_max_score,
+        )
+
     @classmethod
     def from_episodes(cls, episodes: list[dict[str, Any]], observation_space: gym.Space, action_space: gym.Space, **meta: Any) -> Trajectories:
         """Build from episode dicts with ``observations`` (n+1 steps), ``actions``, ``rewards``,

@@ -43,8 +43,12 @@ class TrainConfig:
     """'auto', 'cpu' or 'cuda[:N]'."""
     return_scale: float | None = None
     """Returns-to-go are divided by this (default: the dataset's largest |episode return|)."""
+    return_token: bool = True
+    """Condition on return-to-go; without it the same trunk is plain behaviour cloning (BC)."""
     reward_token: bool = False
     """Add a reward token after the action in each step."""
+    top_fraction: float = 1.0
+    """Train on this fraction of episodes, best returns first (%BC in Chen et al., 2021; 1.0 = all)."""
     block_obs_attention: bool = True
     """Let tokens of one observation attend to each other."""
     obs_encoder: str | None = None

@@ -49,6 +49,8 @@ def check_config(cfg: TrainConfig) -> None:
             raise DtkitError(f"--{name.replace('_', '-')}={v} is invalid; use a positive integer")
     if cfg.context_len < 1:
         raise DtkitError(f"--context-len={cfg.context_len} is invalid; K must be >= 1 (the original DT uses K=20)")
+    if not 0.0 < cfg.top_fraction <= 1.0:
+        raise DtkitError(f"--top-fraction={cfg.top_fraction} is invalid; use a fraction in (0, 1], e.g. 0.1 for 10%BC")
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise DtkitError(f"--lr={cfg.lr} is invalid; use a positive learning rate such as 1e-4")
     for t in cfg.target_returns:
@@ -75,7 +77,7 @@ def build_spec(cfg: TrainConfig, traj: Trajectories, obs_encoders: dict[str, Enc
             max_t = max(max_t, int(gym.spec(traj.env_id).max_episode_steps or 0))
         except gym.error.Error:
             pass
-    layout = ("return", "obs", "action", "reward") if cfg.reward_token else ("return", "obs", "action")
+    layout = (("return",) if cfg.return_token else ()) + ("obs", "action") + (("reward",) if cfg.reward_token else ())
     return spec_from_spaces(traj.observation_space, traj.action_space, obs_encoders=obs_encoders, layout=layout,
                             context_len=cfg.context_len, max_timestep=max_t, return_scale=scale,
                             block_obs_attention=cfg.block_obs_attention, where=f"dataset {traj.dataset_id!r}")
@@ -119,6 +121,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
     progress = progress and cfg.progress
     info = init_distributed(cfg.device)
     traj = load_trajectories(cfg.dataset)
+    if cfg.top_fraction < 1.0:
+        traj = traj.top_episodes(cfg.top_fraction)
     run_dir = Path(broadcast_object(cfg.run_dir or str(_default_run_dir(cfg.dataset)), info))
     cfg = replace(cfg, run_dir=str(run_dir))
 

@@ -23,7 +23,8 @@ def test_cartpole_demo_dataset():
     assert 25 <= (returns == 500).sum() <= 40  # genuine full-length expert episodes
     assert 30_000 <= ds.total_steps <= 50_000
     tiers = {t["name"]: t for t in meta["dtkit"]["tiers"]}
-    assert tiers["expert"]["min_return"] == 500
+    # the expert acts with 25% random actions: most episodes still reach 500, some slip
+    assert tiers["expert"]["max_return"] == 500 and tiers["expert"]["mean_return"] >= 400
     assert 100 <= tiers["medium"]["mean_return"] <= 250
     assert tiers["random"]["mean_return"] < 40
     assert meta["ref_max_score"] == 500 and meta["ref_min_score"] < 40

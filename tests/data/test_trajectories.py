@@ -62,3 +62,13 @@ def test_context_length_below_one_is_rejected():
 def test_empty_dataset_is_rejected():
     with pytest.raises(DtkitError, match="no episodes"):
         Trajectories.from_episodes([], gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2))
+
+
+def test_top_episodes_keeps_the_best_returns():
+    eps = [dict(observations=np.zeros((n + 1, 2), np.float32), actions=np.zeros(n, np.int64), rewards=np.full(n, r),
+                terminations=np.zeros(n), truncations=np.zeros(n)) for n, r in [(3, 1.0), (4, 5.0), (2, 3.0), (5, 0.5)]]
+    traj = Trajectories.from_episodes(eps, gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2))
+    top = traj.top_episodes(0.5)
+    np.testing.assert_allclose(top.episode_returns, [20.0, 6.0])  # dataset order kept
+    assert top.num_steps == 6 and top.timesteps.tolist() == [0, 1, 2, 3, 0, 1]
+    assert traj.top_episodes(0.01).num_episodes == 1

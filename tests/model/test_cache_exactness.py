@@ -30,6 +30,7 @@ class FourTokens(Encoder):
 CASES = {
     "box-discrete": (gym.spaces.Box(-np.inf, np.inf, (4,)), gym.spaces.Discrete(3), {}, ("return", "obs", "action")),
     "box-continuous": (gym.spaces.Box(-np.inf, np.inf, (11,)), gym.spaces.Box(-1, 1, (3,)), {}, ("return", "obs", "action")),
+    "no-return-token (BC)": (gym.spaces.Box(-np.inf, np.inf, (4,)), gym.spaces.Box(-1, 1, (2,)), {}, ("obs", "action")),
     "dict-of-vectors": (
         gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (3,)), "vel": gym.spaces.Box(-1, 1, (5,))}),
         gym.spaces.Box(-2, 2, (2,)), {}, ("return", "obs", "action", "reward"),
