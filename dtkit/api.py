@@ -34,6 +34,8 @@ class EvalConfig:
     """Seed for the environments' resets."""
     no_cache: bool = False
     """Recompute the whole context every step instead of using the exact KV cache."""
+    keep: int | None = None
+    """Steps kept when a full cache is rebuilt (default K // 2): contexts span keep + 1 .. K steps."""
     out: str | None = None
     """Where to write the report (default: eval.json in the run folder)."""
     device: str = "cpu"
@@ -66,7 +68,7 @@ class DemoConfig:
 
 
 def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_return: float | None = None, *,
-                env_id: str | None = None, use_cache: bool = True, device: str = "cpu") -> DTPolicy:
+                env_id: str | None = None, use_cache: bool = True, keep: int | None = None, device: str = "cpu") -> DTPolicy:
     """A :class:`DTPolicy` from a checkpoint, checked against the environment's spaces.
 
     Example:
@@ -91,7 +93,7 @@ def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_r
         env.close()
     if target_return is None:
         target_return = float(ckpt.meta.get("target_returns", [0.0])[0])
-    return DTPolicy(ckpt.model, num_envs=num_envs, target_return=target_return, use_cache=use_cache, device=device)
+    return DTPolicy(ckpt.model, num_envs=num_envs, target_return=target_return, use_cache=use_cache, keep=keep, device=device)
 
 
 def run_eval(cfg: EvalConfig) -> EvalReport:
@@ -99,7 +101,7 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     ckpt = load_checkpoint(cfg.checkpoint, device=cfg.device)
     targets = list(cfg.target_returns) or list(ckpt.meta.get("target_returns", []))
     policy = make_policy(ckpt, cfg.num_envs, targets[0] if targets else None, env_id=cfg.env_id,
-                         use_cache=not cfg.no_cache, device=cfg.device)
+                         use_cache=not cfg.no_cache, keep=cfg.keep, device=cfg.device)
     env_id = cfg.env_id or ckpt.env_id
     report = evaluate(policy, env_id, targets, cfg.episodes, seed=cfg.seed, ref_min_score=ckpt.meta.get("ref_min_score"),
                       ref_max_score=ckpt.meta.get("ref_max_score"), progress=cfg.progress)

@@ -55,9 +55,9 @@ class DTPolicy:
         self.model.to(self.device)
         self.num_envs, self.use_cache, self.deterministic = num_envs, use_cache, deterministic
         K = self.spec.context_len
-        self.keep = min(K // 2 if keep is None else keep, K - 1)
-        if self.keep < 0:
-            raise DtkitError(f"keep={keep} is invalid; use 0 <= keep < K={K}")
+        if keep is not None and not 0 <= keep < K:
+            raise DtkitError(f"keep={keep} is invalid; use 0 <= keep < K={K} (steps kept when the cache is rebuilt)")
+        self.keep = K // 2 if keep is None else keep
         self.set_target_return(target_return)
         N, dev, a = num_envs, self.device, self.spec.action
         # Ring buffers of the last K steps: step t lives in slot t % K.
@@ -148,7 +148,7 @@ class DTPolicy:
         if self.keep == 0:
             return
         steps = self._t[rows, None] - self.keep + torch.arange(self.keep, device=self.device)  # (R, keep)
-        _, kvs = self.model(self._window(rows, steps), return_kv=True)
+        _, kvs = self.model(self._window(rows, steps), kv_only=True)
         self.cache.load(rows, kvs)
         self._prev_valid[rows] = False  # step t-1's action is inside the rebuilt window
 

@@ -100,8 +100,8 @@ def raw_env_steps(num_envs: int, steps: int) -> float:
     return num_envs * steps / dt
 
 
-def policy_env_steps(model, num_envs: int, use_cache: bool, episodes_per_env: int = 1) -> float:
-    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache)
+def policy_env_steps(model, num_envs: int, use_cache: bool, keep: int | None = None, episodes_per_env: int = 1) -> float:
+    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache, keep=keep)
     report = evaluate(policy, ENV_ID, [3600.0], num_episodes=num_envs * episodes_per_env, progress=False, env_kwargs=ENV_KWARGS)
     return report.env_steps_per_s
 
@@ -116,6 +116,7 @@ def bench_eval() -> dict:
         out[f"{n}_envs"] = {
             "raw": raw_env_steps(n, 2000 if n == 1 else 300),
             "cached": policy_env_steps(model, n, True),
+            "cached_keep5": policy_env_steps(model, n, True, keep=K // 4),
             "recompute": policy_env_steps(model, n, False),
         }
     return out
@@ -141,10 +142,10 @@ def main() -> None:
     if args.only in (None, "eval"):
         results["eval"] = bench_eval()
         print(f"evaluation on {ENV_ID} (1000-step episodes), env-steps/s:")
-        print("  envs |    raw | cached | recompute")
+        print(f"  envs |    raw | cached (keep {K // 2}) | cached (keep {K // 4}) | recompute")
         for n in (1, 16):
             r = results["eval"][f"{n}_envs"]
-            print(f"  {n:4d} | {r['raw']:6.0f} | {r['cached']:6.0f} | {r['recompute']:9.0f}")
+            print(f"  {n:4d} | {r['raw']:6.0f} | {r['cached']:15.0f} | {r['cached_keep5']:14.0f} | {r['recompute']:9.0f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -136,12 +136,13 @@ class DecisionTransformer(nn.Module):
         return self._rules[T].to(device)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, batch: Batch, return_kv: bool = False) -> tuple[torch.Tensor, list]:
+    def forward(self, batch: Batch, return_kv: bool = False, kv_only: bool = False) -> tuple[torch.Tensor | None, list]:
         """Predict a_t at every step of the windows.
 
         Returns:
             (B, T, A) predictions (tanh outputs in [-1, 1], or logits) and, with
-            ``return_kv``, each layer's keys/values (B, nh, T * S, hs).
+            ``return_kv``, each layer's keys/values (B, nh, T * S, hs). With
+            ``kv_only`` only the keys/values are computed and the predictions are None.
         """
         B, T = batch.timesteps.shape
         S = self.spec.tokens_per_step
@@ -157,8 +158,9 @@ class DecisionTransformer(nn.Module):
             key_valid = batch.mask.repeat_interleave(S, dim=1) if padded else None
             attn_mask = window_mask(self._window_rule(T, x.device), key_valid)
             readout_mask = attn_mask[:, :, readout]
-        h, kvs = self.trunk(x, attn_mask, readout=readout, readout_mask=readout_mask, return_kv=return_kv)
-        return self.head(h), kvs  # (B, T, A)
+        h, kvs = self.trunk(x, attn_mask, readout=readout, readout_mask=readout_mask,
+                            return_kv=return_kv or kv_only, kv_only=kv_only)
+        return (None if kv_only else self.head(h)), kvs  # (B, T, A)
 
     def _readout_positions(self, T: int, device: torch.device) -> torch.Tensor:
         S = self.spec.tokens_per_step

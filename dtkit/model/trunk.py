@@ -64,6 +64,13 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
+    def kv(self, x: torch.Tensor) -> KV:
+        """Only this block's keys and values, (B, nh, L, hs) each."""
+        B, L, _ = x.shape
+        a = self.attn
+        _, k, v = a.qkv(self.ln1(x)).view(B, L, 3, a.n_head, a.head_dim).permute(2, 0, 3, 1, 4)
+        return k, v
+
     def forward(self, x, attn_mask, cache=None, layer=0, queries=None):
         h, kv = self.attn(self.ln1(x), attn_mask, cache, layer, queries)
         x = (x if queries is None else x[:, queries]) + self.drop(h)
@@ -86,16 +93,21 @@ class Trunk(nn.Module):
         readout: torch.Tensor | None = None,  # (R,) positions read out; None = all
         readout_mask: torch.Tensor | None = None,  # attn_mask restricted to the readout rows
         return_kv: bool = False,
-    ) -> tuple[torch.Tensor, list[KV]]:
+        kv_only: bool = False,
+    ) -> tuple[torch.Tensor | None, list[KV]]:
         """Returns the final hidden states at ``readout`` (B, R, D) and, optionally, every layer's K/V.
 
         Only the readout rows feed the head, so the last block computes its
         queries, projection and MLP for those rows alone; its keys and values
-        are still computed for every token, as the cache needs them.
+        are still computed for every token, as the cache needs them. With
+        ``kv_only`` (a cache rebuild) the last block stops after its keys and values.
         """
         kvs = []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
+            if i == last and kv_only:  # a cache rebuild needs no outputs, only every layer's keys/values
+                kvs.append(block.kv(x))
+                return None, kvs
             if i == last and readout is not None:
                 x, kv = block(x, readout_mask, cache, i, readout)
             else:

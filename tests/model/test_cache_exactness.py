@@ -43,7 +43,7 @@ CASES = {
 
 
 def _history_window(hist, i, start, end, spec):
-    """Batch of one row holding steps [start, end] of env i, exactly as the policy saw them."""
+    """Batch of one row holding absolute steps [start, end] of env i, exactly as the policy saw them."""
     acts = np.stack(hist["action"][start:end + 1])[:, i]
     acts = torch.as_tensor(acts) if spec.action.discrete else torch.as_tensor(spec.action.to_unit(acts))
     obs = {k: torch.as_tensor(np.stack([o[k] for o in hist["obs"][start:end + 1]])[:, i])[None] for k in hist["obs"][0]}
@@ -51,7 +51,8 @@ def _history_window(hist, i, start, end, spec):
         returns=torch.as_tensor(np.stack(hist["ret"][start:end + 1])[:, i], dtype=torch.float32)[None],
         obs=obs, actions=acts[None],
         rewards=torch.as_tensor(np.stack(hist["reward"][start:end + 1])[:, i], dtype=torch.float32)[None],
-        timesteps=torch.arange(start, end + 1)[None], mask=torch.ones(1, end - start + 1, dtype=torch.bool),
+        timesteps=torch.as_tensor(np.stack(hist["t"][start:end + 1])[:, i])[None],
+        mask=torch.ones(1, end - start + 1, dtype=torch.bool),
     )
 
 
@@ -59,21 +60,24 @@ def _history_window(hist, i, start, end, spec):
 @pytest.mark.parametrize("case", list(CASES))
 def test_cached_actions_equal_fresh_forward(case, block):
     obs_space, act_space, encoders, layout = CASES[case]
-    K, N, T = 6, 3, 4 * 6 + 3  # episodes > 4 context windows
+    K, N, T = 6, 3, 5 * 6 + 3  # episodes several context windows long
     spec = spec_from_spaces(obs_space, act_space, context_len=K, return_scale=10.0, max_timestep=200,
                             obs_encoders=encoders, layout=layout, block_obs_attention=block)
     torch.manual_seed(0)
     model = DecisionTransformer(spec, ModelConfig(d_model=32, n_layer=3, n_head=2)).eval()
     policy = DTPolicy(model, num_envs=N, target_return=40.0)
     rng = np.random.default_rng(0)
-    hist = {"obs": [], "ret": [], "action": [], "reward": []}
+    hist = {"obs": [], "ret": [], "action": [], "reward": [], "t": []}
     worst, lengths = 0.0, []
     for t in range(T):
+        if t in (K + 2, 2 * K + 3):
+            policy.reset(np.array([t == K + 2, False, t != K + 2]))  # rows fall out of lockstep
         if isinstance(obs_space, gym.spaces.Dict):
             obs = {k: rng.normal(size=(N, *s.shape)).astype(np.float32) for k, s in obs_space.spaces.items()}
         else:
             obs = {"obs": rng.normal(size=(N, *obs_space.shape)).astype(np.float32)}
         hist["ret"].append(policy._rtg.numpy() / spec.return_scale)
+        hist["t"].append(policy._t.numpy().copy())
         action = policy.act(obs if spec.dict_obs else obs["obs"])
         hist["obs"].append(obs)
         hist["action"].append(action)
@@ -90,7 +94,7 @@ def test_cached_actions_equal_fresh_forward(case, block):
     lengths = np.array(lengths)
     assert worst < 1e-5
     assert lengths.max() == K, "the context must fill up to K"
-    assert (lengths[K:] >= policy.keep + 1).all(), "after a rebuild the context keeps `keep` whole steps"
+    assert (lengths[:, 1][K:] >= policy.keep + 1).all(), "after a rebuild the context keeps `keep` whole steps"
 
 
 def test_cache_matches_full_recompute_inside_first_window():
