@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,3 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def remove_tree(path: str | os.PathLike, on_error: Callable[..., Any] | None = None) -> None:
-    shutil.rmtree(path, onerror=on_error) if Path(path).exists() else None
