@@ -93,6 +93,18 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (a scheduler's kill, a timeout) like Ctrl-C, so the run checkpoints before it exits."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, handler)
+
+
 def _versions() -> dict[str, str]:
     import gymnasium
     import minari
@@ -204,6 +216,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
 
     if traj.env_id is None and info.is_main:
         print("note: the dataset records no environment id, so no evaluation will run")
+    _interrupt_on_sigterm()
     model.train()
     step, loss_val, last_ckpt, report = start_step, float("nan"), None, None
     bar = tqdm(total=cfg.steps, initial=start_step, desc="train", disable=not (progress and info.is_main), dynamic_ncols=True)

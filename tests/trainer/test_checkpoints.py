@@ -72,3 +72,35 @@ def test_safetensors_file_is_not_a_pickle(make_dataset, tmp_path):
     dataset_id = make_dataset("CartPole-v1", n_episodes=2)
     result = train(replace(TINY, dataset=dataset_id, steps=10, run_dir=str(tmp_path / "r")), progress=False)
     assert not zipfile.is_zipfile(result.checkpoint / "model.safetensors")
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_finishes(make_dataset, tmp_path, minari_root):
+    """A killed run keeps its progress: SIGTERM checkpoints, --resume completes the run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    dataset_id = make_dataset("CartPole-v1", n_episodes=4)
+    run = tmp_path / "killed"
+    args = ["--dataset", dataset_id, "--run-dir", str(run), "--steps", "100000", "--batch-size", "8", "--context-len", "4",
+            "--checkpoint-every", "100000", "--log-every", "10", "--model.d-model", "16", "--model.n-layer", "1", "--no-progress"]
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}
+    proc = subprocess.Popen([sys.executable, "-m", "dtkit.cli", "train", *args], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "tb").is_dir() and time.time() < deadline:  # the loop starts right after the writer
+        time.sleep(0.5)
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "--resume" in err
+    ckpt = load_checkpoint(run)
+    step = json.loads((ckpt.path / "meta.json").read_text())["step"]
+    assert step > 0
+    finish = step + 5
+    args[args.index("--steps") + 1] = str(finish)
+    done = subprocess.run([sys.executable, "-m", "dtkit.cli", "train", *args, "--resume", "--eval-episodes", "1", "--eval-envs", "1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((load_checkpoint(run).path / "meta.json").read_text())["step"] == finish
