@@ -103,6 +103,7 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     policy = make_policy(ckpt, cfg.num_envs, targets[0] if targets else None, env_id=cfg.env_id,
                          use_cache=not cfg.no_cache, keep=cfg.keep, device=cfg.device)
     env_id = cfg.env_id or ckpt.env_id
+    assert env_id is not None  # make_policy raised otherwise
     report = evaluate(policy, env_id, targets, cfg.episodes, seed=cfg.seed, ref_min_score=ckpt.meta.get("ref_min_score"),
                       ref_max_score=ckpt.meta.get("ref_max_score"), progress=cfg.progress)
     report.checkpoint, report.dataset_id = str(ckpt.path), ckpt.meta.get("dataset_id")

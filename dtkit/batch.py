@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -29,13 +30,13 @@ class Batch:
     timesteps: torch.Tensor
     mask: torch.Tensor
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        def move(t: torch.Tensor) -> torch.Tensor:
-            return t.to(device, non_blocking=non_blocking)
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """A new batch with ``fn`` applied to every tensor."""
+        return Batch(returns=fn(self.returns), obs={k: fn(v) for k, v in self.obs.items()}, actions=fn(self.actions),
+                     rewards=fn(self.rewards), timesteps=fn(self.timesteps), mask=fn(self.mask))
 
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Batch(**{k: ({kk: move(vv) for kk, vv in v.items()} if isinstance(v, dict) else move(v)) for k, v in out.items()})
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return self.apply(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> Batch:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Batch(**{k: ({kk: vv.pin_memory() for kk, vv in v.items()} if isinstance(v, dict) else v.pin_memory()) for k, v in out.items()})
+        return self.apply(lambda t: t.pin_memory())

@@ -132,6 +132,7 @@ class DTPolicy:
         full = self._n_ctx >= K
         if bool(full.any()):
             self._rebuild(full.nonzero().flatten())
+        assert self.cache is not None
         prev_slot = (t - 1) % K
         prev = {"action": self._act[self._rows, prev_slot], "reward": self._rew[self._rows, prev_slot]}
         pred = self.model.step(self.cache, prev, (t - 1).clamp_min(0), self._prev_valid,
@@ -142,6 +143,7 @@ class DTPolicy:
 
     def _rebuild(self, rows: torch.Tensor) -> None:
         """Recompute the last ``keep`` whole steps of ``rows`` from scratch into their cache."""
+        assert self.cache is not None
         self.cache.reset(rows)
         self._prev_valid[rows] = False
         self._n_ctx[rows] = self.keep
@@ -177,7 +179,7 @@ class DTPolicy:
         if self.spec.dict_obs:
             if not isinstance(obs, dict):
                 raise DtkitError(f"this policy expects Dict observations with keys {[f.key for f in self.spec.obs]}, got {type(obs).__name__}")
-            items = {f.key: obs[f.key] for f in self.spec.obs}
+            items: dict[str, Any] = {f.key: obs[f.key] for f in self.spec.obs}
         else:
             items = {"obs": obs}
         out = {}

@@ -54,7 +54,7 @@ def spec_from_spaces(
         raise DtkitError(f"context length K={context_len} is invalid; use K >= 1 (the original DT uses K=20)")
     obs_encoders = dict(obs_encoders or {})
     dict_obs = isinstance(observation_space, gym.spaces.Dict)
-    items = list(observation_space.spaces.items()) if dict_obs else [("obs", observation_space)]
+    items = list(observation_space.spaces.items()) if isinstance(observation_space, gym.spaces.Dict) else [("obs", observation_space)]
     unknown = set(obs_encoders) - {k for k, _ in items}
     if unknown:
         raise DtkitError(f"obs encoder given for unknown observation key(s) {sorted(unknown)}; keys are {[k for k, _ in items]}")
@@ -107,7 +107,7 @@ def check_env_spaces(spec: Spec, observation_space: gym.Space, action_space: gym
     if isinstance(action_space, gym.spaces.Discrete):
         ok = a.discrete and a.n == int(action_space.n)
     elif isinstance(action_space, gym.spaces.Box):
-        ok = (not a.discrete and action_space.shape == (a.dim,)
+        ok = (not a.discrete and a.low is not None and a.high is not None and action_space.shape == (a.dim,)
               and np.allclose(action_space.low, a.low) and np.allclose(action_space.high, a.high))
     else:
         ok = False

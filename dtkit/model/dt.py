@@ -41,6 +41,10 @@ class DecisionTransformer(nn.Module):
         >>> model = DecisionTransformer(spec, ModelConfig(d_model=32, n_layer=1))
     """
 
+    _step_rule: torch.Tensor
+    _slot_is_obs: torch.Tensor
+    _last: torch.Tensor
+
     def __init__(self, spec: Spec, cfg: ModelConfig, obs_stats: dict[str, dict[str, Any]] | None = None) -> None:
         super().__init__()
         self.spec, self.cfg = spec, cfg

@@ -18,7 +18,9 @@ class ActionHead(nn.Module):
     def __init__(self, action: ActionSpec, d_model: int) -> None:
         super().__init__()
         self.discrete = action.discrete
-        self.proj = nn.Linear(d_model, action.n if action.discrete else action.dim)
+        out = action.n if action.discrete else action.dim
+        assert out is not None, "a discrete ActionSpec needs n"
+        self.proj = nn.Linear(d_model, out)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         out = self.proj(h)

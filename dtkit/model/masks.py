@@ -27,7 +27,7 @@ def token_rule(step: torch.Tensor, slot: torch.Tensor, is_obs: torch.Tensor, n_s
     return allowed
 
 
-def window_mask(rule: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor | None:
+def window_mask(rule: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:
     """Combine a (L, L) rule with a (B, L) key-validity mask into (B, 1, L, L).
 
     Padding keys are hidden; every query still sees itself, so padded rows stay finite.

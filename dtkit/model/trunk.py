@@ -106,7 +106,7 @@ class Trunk(nn.Module):
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             if i == last and kv_only:  # a cache rebuild needs no outputs, only every layer's keys/values
-                kvs.append(block.kv(x))
+                kvs.append(block.kv(x))  # type: ignore[operator]  # ModuleList items are Blocks
                 return None, kvs
             if i == last and readout is not None:
                 x, kv = block(x, readout_mask, cache, i, readout)

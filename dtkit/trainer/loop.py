@@ -202,6 +202,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         return save_checkpoint(run_dir, step, model, meta, snap) if info.is_main else None
 
     def run_eval(step: int) -> EvalReport:
+        assert writer is not None and traj.env_id is not None  # rank 0, with an environment
         model.eval()
         policy = DTPolicy(model, num_envs=cfg.eval_envs, device=info.device)
         report = evaluate(policy, traj.env_id, targets, cfg.eval_episodes, seed=cfg.seed,
