@@ -139,3 +139,15 @@ def test_behaviour_cloning_through_the_same_trunk(make_dataset, tmp_path):
     meta = json.loads((run / "checkpoints" / "step_00000012" / "meta.json").read_text())
     assert meta["spec"]["layout"] == ["obs", "action"] and meta["config"]["top_fraction"] == 0.5
     assert json.loads((run / "eval.json").read_text())["mean_return"] > 0
+
+
+def test_collect_then_train(tmp_path, capsys):
+    """The whole CLI path on a tiny behaviour run: collect -> train (with its final evaluation)."""
+    assert main(["collect", "--env-id", "CartPole-v1", "--algo", "ppo", "--train-steps", "256", "--checkpoint-every", "128",
+                 "--tiers", "random:3", "expert:2", "--dataset-id", "test/cartpole/cli-v0",
+                 "--policy-dir", str(tmp_path / "policies"), "--no-progress"]) == 0
+    assert "test/cartpole/cli-v0" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "test/cartpole/cli-v0", "--run-dir", str(run), *TINY, "--no-progress"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["normalized_score"] is not None and report["ref_max_score"] is not None
