@@ -18,11 +18,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from dtkit.api import DemoConfig, EvalConfig, run_demo, run_eval
     from dtkit.collect import CollectConfig, run_collect
+    from dtkit.collect.catalog import DatasetsConfig, run_datasets
     from dtkit.errors import DtkitError
     from dtkit.trainer import TrainConfig, train
 
     cfg = tyro.extras.subcommand_cli_from_dict(
-        {"collect": CollectConfig, "train": TrainConfig, "eval": EvalConfig, "demo": DemoConfig},
+        {"collect": CollectConfig, "datasets": DatasetsConfig, "train": TrainConfig, "eval": EvalConfig,
+         "demo": DemoConfig},
         prog="dtkit",
         description="dtkit: decision transformers trained on local Minari datasets.",
         args=argv,
@@ -30,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if isinstance(cfg, CollectConfig):
             print(f"dataset ready: {run_collect(cfg)}")
+        elif isinstance(cfg, DatasetsConfig):
+            print(run_datasets(cfg))
         elif isinstance(cfg, TrainConfig):
             result = train(cfg)
             if result.checkpoint is not None:  # rank 0 only, under torchrun

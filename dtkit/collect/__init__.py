@@ -2,8 +2,9 @@
 
 Recipes (``datasets/*.toml``) say what to train and which quality tiers to roll
 out; this package trains the agent with evaluated checkpoints, picks a
-checkpoint per tier (random / medium / expert, as in D4RL), rolls the tiers
-out and writes one Minari dataset atomically.
+checkpoint per tier (random / medium / medium-replay / expert, as in D4RL),
+rolls the tiers out and writes each of the recipe's Minari datasets atomically,
+with a data card. ``dtkit.collect.catalog`` is the ``dtkit datasets`` command.
 
 Example:
     >>> from dtkit.collect import build_recipe
@@ -16,10 +17,12 @@ importing this package stays cheap for the CLI.
 
 from __future__ import annotations
 
-from dtkit.collect.build import build_dataset
+from dtkit.collect.build import build_dataset, build_datasets
+from dtkit.collect.card import read_card
 from dtkit.collect.config import CollectConfig, build_recipe, resolve_recipe, run_collect
 from dtkit.collect.episodes import Episode, evaluate, run_episodes
-from dtkit.collect.recipe import Recipe, TierSpec, TrainSpec, list_recipes, load_recipe, parse_recipe, recipe_dir
+from dtkit.collect.recipe import DatasetSpec, Recipe, TierSpec, TrainSpec, list_recipes, load_recipe, parse_recipe, recipe_dir
+from dtkit.collect.replay import replay_episodes
 from dtkit.collect.tiers import TierRollout, rollout_tiers, select_checkpoints
 from dtkit.collect.train import Checkpoint, PolicyIndex, load_checkpoint, prune_checkpoints, read_index, train_behaviour
 from dtkit.collect.writer import write_dataset
@@ -27,6 +30,7 @@ from dtkit.collect.writer import write_dataset
 __all__ = [
     "Checkpoint",
     "CollectConfig",
+    "DatasetSpec",
     "Episode",
     "PolicyIndex",
     "Recipe",
@@ -34,6 +38,7 @@ __all__ = [
     "TierSpec",
     "TrainSpec",
     "build_dataset",
+    "build_datasets",
     "build_recipe",
     "evaluate",
     "list_recipes",
@@ -41,8 +46,10 @@ __all__ = [
     "load_recipe",
     "parse_recipe",
     "prune_checkpoints",
+    "read_card",
     "read_index",
     "recipe_dir",
+    "replay_episodes",
     "resolve_recipe",
     "rollout_tiers",
     "run_collect",

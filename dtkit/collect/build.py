@@ -1,4 +1,4 @@
-"""One recipe, end to end: train (or reuse) policies, score references, roll out, write."""
+"""One recipe, end to end: train (or reuse) policies, score references, roll out, write each dataset."""
 
 from __future__ import annotations
 
@@ -7,33 +7,58 @@ from pathlib import Path
 import gymnasium as gym
 
 import dtkit
+from dtkit.collect.card import card_files, make_card
 from dtkit.collect.episodes import REF_STREAM, evaluate, random_actor, sb3_actor
 from dtkit.collect.recipe import Recipe
+from dtkit.collect.replay import replay_episodes
 from dtkit.collect.tiers import expert_checkpoint, rollout_tiers, select_checkpoints
-from dtkit.collect.train import load_checkpoint, prune_checkpoints, train_behaviour
+from dtkit.collect.train import PolicyIndex, load_checkpoint, prune_checkpoints, read_index, train_behaviour
 from dtkit.collect.writer import dataset_build_info, write_dataset
 from dtkit.errors import DtkitError
 
-__all__ = ["build_dataset"]
+__all__ = ["build_dataset", "build_datasets"]
 
 
 def build_dataset(recipe: Recipe, policy_dir: str | Path, *, force: bool = False, progress: bool = False) -> str:
-    """Build ``recipe.dataset_id`` from the policies in ``policy_dir`` (training them if needed).
+    """Build the one dataset of a one-dataset recipe (``recipe.dataset_id``); see :func:`build_datasets`."""
+    if len(recipe.outputs()) != 1:
+        raise DtkitError(f"recipe {recipe.name!r} makes {len(recipe.outputs())} datasets; use build_datasets "
+                         f"(dtkit datasets build {recipe.name})")
+    return build_datasets(recipe, policy_dir, force=force, progress=progress)[0]
 
-    An existing dataset built from the same recipe fingerprint is returned as is
-    unless ``force``; one built from anything else is an error, never silently reused.
+
+def build_datasets(recipe: Recipe, policy_dir: str | Path, *, force: bool = False, progress: bool = False) -> list[str]:
+    """Build every dataset of ``recipe`` from the policies in ``policy_dir`` (training them if needed).
+
+    An existing dataset built from the same recipe fingerprint is kept as is
+    unless ``force``; one built from anything else is an error, never silently
+    reused. Each dataset is written atomically, so a build killed half-way
+    leaves the finished datasets, and running it again builds only the rest.
+    A tier shared by several datasets (medium in medium and medium-expert) is
+    rolled out once, so it holds the same episodes in each.
+
+    Example:
+        >>> build_datasets(load_recipe("hopper"), "runs/policies/hopper")  # doctest: +SKIP
+        ['dtkit/hopper/random-v0', 'dtkit/hopper/medium-v0', ...]
     """
-    fingerprint = recipe.fingerprint()
-    info = dataset_build_info(recipe.dataset_id)
-    if info is not None and not force:
-        if info.get("fingerprint") == fingerprint:
-            return recipe.dataset_id
-        raise DtkitError(
-            f"dataset {recipe.dataset_id!r} already exists but was built from a different recipe or "
-            f"settings; pass force=True (--force) to rebuild it, or delete it (minari delete {recipe.dataset_id})"
-        )
+    policy_dir = Path(policy_dir)
+    todo = []
+    for spec in recipe.outputs():
+        fingerprint = recipe.fingerprint(spec)
+        info = dataset_build_info(spec.id)
+        if info is not None and not force:
+            if info.get("fingerprint") == fingerprint:
+                continue
+            raise DtkitError(
+                f"dataset {spec.id!r} already exists but was built from a different recipe or "
+                f"settings; pass force=True (--force) to rebuild it, or delete it (minari delete {spec.id})"
+            )
+        todo.append((spec, fingerprint))
+    ids = [spec.id for spec in recipe.outputs()]
+    if not todo:
+        return ids
 
-    index = train_behaviour(recipe.env_id, recipe.train, policy_dir, seed=recipe.seed, progress=progress)
+    index = _train(recipe, policy_dir, progress)
     models: dict[str, object] = {}
 
     def model(file: str) -> object:
@@ -52,34 +77,67 @@ def build_dataset(recipe: Recipe, policy_dir: str | Path, *, force: bool = False
                           recipe.seed, REF_STREAM)
 
     chosen = select_checkpoints(recipe.tiers, index, ref_min, ref_max)
+    needed = {name for spec, _ in todo for name in spec.tiers}
+    kinds = {t.name: t.policy for t in recipe.tiers}
+    replays = {name: replay_episodes(policy_dir, chosen[name].steps)
+               for name in needed if kinds[name] == "medium-replay"}
     rollouts = rollout_tiers(
-        recipe.env_id, recipe.tiers, {name: model(c.file) for name, c in chosen.items()},
+        recipe.env_id, recipe.tiers,
+        {name: model(c.file) for name, c in chosen.items() if name in needed and kinds[name] != "medium-replay"},
         seed=recipe.seed, sources={name: c.file for name, c in chosen.items()}, progress=progress,
+        only=needed, replays=replays,
     )
-    build_info = {
-        "recipe": recipe.name,
-        "fingerprint": fingerprint,
-        "dtkit_version": dtkit.__version__,
-        "seed": recipe.seed,
-        "algo": recipe.train.algo,
-        "trained_steps": index.trained_steps,
-        "ref_episodes": recipe.ref_episodes,
-        "checkpoints": {
-            name: {"file": c.file, "steps": c.steps, "eval_return_det": c.return_det,
-                   "eval_return_stoch": c.return_stoch}
-            for name, c in chosen.items()
-        },
-        "tiers": [r.summary() for r in rollouts],
-    }
-    algorithm_name = f"SB3-{recipe.train.algo.upper()} tiers: " + ", ".join(
-        f"{r.tier.name}={r.source}" for r in rollouts)
-    write_dataset(
-        recipe.dataset_id, rollouts, env_id=recipe.env_id, ref_min_score=ref_min, ref_max_score=ref_max,
-        ref_episodes=recipe.ref_episodes, algorithm_name=algorithm_name,
-        description=recipe.description or f"dtkit recipe {recipe.name!r} on {recipe.env_id}",
-        code_permalink=recipe.code_permalink or f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
-        build_info=build_info, force=force,
-    )
+    by_name = {r.tier.name: r for r in rollouts}
+    for spec, fingerprint in todo:
+        parts = [by_name[name] for name in spec.tiers]
+        build_info = {
+            "recipe": recipe.name,
+            "fingerprint": fingerprint,
+            "dtkit_version": dtkit.__version__,
+            "seed": recipe.seed,
+            "algo": recipe.train.algo,
+            "trained_steps": index.trained_steps,
+            "ref_episodes": recipe.ref_episodes,
+            "checkpoints": {
+                name: {"file": c.file, "steps": c.steps, "eval_return_det": c.return_det,
+                       "eval_return_stoch": c.return_stoch}
+                for name, c in chosen.items() if name in spec.tiers
+            },
+            "tiers": [r.summary() for r in parts],
+        }
+        algorithm_name = f"SB3-{recipe.train.algo.upper()} tiers: " + ", ".join(
+            f"{r.tier.name}={r.source}" for r in parts)
+
+        def card(folder: Path, spec_id: str = spec.id, parts: list = parts, build_info: dict = build_info) -> dict:
+            return card_files(make_card(spec_id, parts, folder=folder, env_id=recipe.env_id, ref_min_score=ref_min,
+                                        ref_max_score=ref_max, build_info=build_info))
+
+        write_dataset(
+            spec.id, parts, env_id=recipe.env_id, ref_min_score=ref_min, ref_max_score=ref_max,
+            ref_episodes=recipe.ref_episodes, algorithm_name=algorithm_name,
+            description=spec.description or recipe.description or f"dtkit recipe {recipe.name!r} on {recipe.env_id}",
+            code_permalink=recipe.code_permalink or f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
+            build_info=build_info, force=force, extra_files=card,
+        )
     if recipe.train.prune:
-        prune_checkpoints(policy_dir, {c.file for c in chosen.values()} | {expert.file})
-    return recipe.dataset_id
+        replay_steps = [chosen[t.name].steps for t in recipe.tiers if t.policy == "medium-replay"]
+        prune_checkpoints(policy_dir, {c.file for c in chosen.values()} | {expert.file},
+                          replay_upto=max(replay_steps) if replay_steps else None)
+    return ids
+
+
+def _train(recipe: Recipe, policy_dir: Path, progress: bool) -> PolicyIndex:
+    """Train or load the behaviour policies; a failure keeps the checkpoints and says how to resume."""
+    try:
+        return train_behaviour(recipe.env_id, recipe.train, policy_dir, seed=recipe.seed, progress=progress,
+                               record_replay=any(t.policy == "medium-replay" for t in recipe.tiers))
+    except DtkitError:
+        raise
+    except Exception as e:
+        index = read_index(policy_dir)
+        done = index.trained_steps if index is not None else 0
+        raise DtkitError(
+            f"training {recipe.train.algo} on {recipe.env_id} failed after {done} of {recipe.train.steps} steps "
+            f"({type(e).__name__}: {e}); the checkpoints so far are kept in {policy_dir}: run the same build "
+            f"again to resume from step {done}"
+        ) from e

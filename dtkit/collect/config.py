@@ -100,6 +100,9 @@ def resolve_recipe(cfg: CollectConfig) -> Recipe:
     if min(train.steps, train.checkpoint_every) <= 0:
         raise DtkitError("train_steps and checkpoint_every must be positive integers")
     changes: dict = {"train": train}
+    if cfg.dataset_id is not None and base.datasets:
+        raise DtkitError(f"recipe {base.name!r} makes several datasets ({', '.join(d.id for d in base.datasets)}); "
+                         "--dataset-id applies only to one-dataset recipes")
     for key in ("env_id", "dataset_id", "seed"):
         if getattr(cfg, key) is not None:
             changes[key] = getattr(cfg, key)
@@ -108,6 +111,10 @@ def resolve_recipe(cfg: CollectConfig) -> Recipe:
         names = [t.name for t in changes["tiers"]]
         if len(set(names)) != len(names) or not names:
             raise DtkitError(f"--tiers {' '.join(cfg.tiers)}: give each policy (random, medium, expert) at most once")
+        missing = sorted({n for d in base.datasets for n in d.tiers} - set(names))
+        if missing:
+            raise DtkitError(f"--tiers drops tier(s) {', '.join(missing)} that the datasets of recipe {base.name!r} "
+                             "use; keep them, or use a one-dataset recipe")
     return dataclasses.replace(base, **changes)
 
 
@@ -138,7 +145,8 @@ def default_policy_dir(recipe: Recipe, packaged: bool) -> Path:
 
 
 def run_collect(cfg: CollectConfig) -> str:
-    """Build the dataset ``cfg`` describes and return its id.
+    """Build the dataset ``cfg`` describes and return its id (ids, comma-separated, for a
+    recipe with several ``[[datasets]]``).
 
     Reuses an existing dataset built from the same recipe (unless ``force``),
     existing checkpoints, and an existing training index.
@@ -148,12 +156,12 @@ def run_collect(cfg: CollectConfig) -> str:
         ...                           tiers=("random:5", "expert:5")))  # doctest: +SKIP
         'dtkit/cartpole/mixed-v0'
     """
-    from dtkit.collect.build import build_dataset
+    from dtkit.collect.build import build_datasets
 
     recipe = resolve_recipe(cfg)
     packaged = cfg.recipe is not None and not cfg.recipe.endswith(".toml")
     policy_dir = cfg.policy_dir or default_policy_dir(recipe, packaged)
-    return build_dataset(recipe, policy_dir, force=cfg.force, progress=cfg.progress)
+    return ", ".join(build_datasets(recipe, policy_dir, force=cfg.force, progress=cfg.progress))
 
 
 def build_recipe(name: str, *, force: bool = False, progress: bool = True, policy_dir: Path | None = None) -> str:

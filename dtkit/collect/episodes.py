@@ -38,7 +38,7 @@ EVAL_STREAM, REF_STREAM, TIER_STREAM, TIER_RNG_STREAM = 1, 2, 3, 4
 class Episode:
     """One finished episode as numpy arrays (``observations`` has one more row)."""
 
-    seed: int
+    seed: int | None  # the reset seed; None for replay-buffer episodes (training resets are not seeded one by one)
     observations: Any  # (n+1, *obs_shape), or a dict of such arrays
     actions: np.ndarray  # (n, *act_shape)
     rewards: np.ndarray  # (n,)

@@ -20,6 +20,7 @@ from dtkit.errors import DtkitError
 
 __all__ = [
     "ALGOS",
+    "DatasetSpec",
     "Recipe",
     "TierSpec",
     "TrainSpec",
@@ -35,20 +36,25 @@ ALGOS: dict[str, str] = {
     "sac": "stable_baselines3:SAC",
     "dqn": "stable_baselines3:DQN",
 }
-TIER_POLICIES = ("random", "medium", "expert")
+TIER_POLICIES = ("random", "medium", "medium-replay", "expert")
+#: Algorithms whose replay buffer a ``medium-replay`` tier can read.
+OFF_POLICY = ("sac", "dqn")
 _MISSING = object()
 
 
 @dataclass(frozen=True)
 class TierSpec:
-    """One quality tier of the mixture (D4RL style: random, medium, expert).
+    """One quality tier (D4RL style: random, medium, medium-replay, expert).
 
-    Exactly one of ``episodes`` / ``transitions`` is set. With ``transitions``,
+    Exactly one of ``episodes`` / ``transitions`` is set, except for
+    ``medium-replay``, which sets neither: it is every transition the behaviour
+    agent collected while training, up to the checkpoint its ``fraction`` /
+    ``target_return`` selects (D4RL's "medium-replay"). With ``transitions``,
     whole episodes are collected until at least that many steps are held.
     """
 
     name: str
-    policy: str  # "random" | "medium" | "expert"
+    policy: str  # "random" | "medium" | "medium-replay" | "expert"
     episodes: int | None = None
     transitions: int | None = None
     deterministic: bool = True  # ignored by "random"
@@ -73,8 +79,27 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset a recipe produces: its Minari id and the tiers it holds, in order.
+
+    D4RL's medium-expert is ``tiers = ["medium", "expert"]``: the same episodes as
+    the medium and expert datasets, concatenated.
+    """
+
+    id: str
+    tiers: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Recipe:
-    """A whole dataset recipe; see ``datasets/cartpole.toml`` for an annotated example."""
+    """A whole dataset recipe; see ``datasets/cartpole.toml`` (one dataset) and
+    ``datasets/hopper.toml`` (several, via ``[[datasets]]``) for annotated examples.
+
+    Without ``datasets`` the recipe makes one dataset, ``dataset_id``, holding
+    every tier; with ``datasets`` (then ``dataset_id`` is empty) each tier is
+    rolled out once and shared by every dataset that lists it.
+    """
 
     name: str
     env_id: str
@@ -85,13 +110,35 @@ class Recipe:
     description: str = ""
     ref_episodes: int = 100  # episodes averaged for ref_min_score / ref_max_score
     code_permalink: str = ""
+    datasets: tuple[DatasetSpec, ...] = ()
 
-    def fingerprint(self) -> str:
-        """Hash of everything that shapes the data (not the name or the description)."""
+    def outputs(self) -> tuple[DatasetSpec, ...]:
+        """The datasets this recipe builds: its ``datasets``, or one ``dataset_id`` of all tiers."""
+        if self.datasets:
+            return self.datasets
+        return (DatasetSpec(self.dataset_id, tuple(t.name for t in self.tiers), self.description),)
+
+    def fingerprint(self, dataset: DatasetSpec | None = None) -> str:
+        """Hash of everything that shapes the data (not the name or the description).
+
+        For a ``[[datasets]]`` recipe, pass the dataset: its hash covers only the
+        tiers it holds (with their positions, which seed their episodes) and the
+        expert tier that sets ``ref_max_score``, so editing the random tier does
+        not make the expert dataset stale. A one-dataset recipe hashes exactly
+        as before ``datasets`` existed, so already built datasets stay valid.
+        """
         data = asdict(self)
-        for key in ("name", "description", "code_permalink"):
+        for key in ("name", "description", "code_permalink", "datasets"):
             data.pop(key)
         data["train"].pop("prune")
+        if self.datasets:
+            if dataset is None:
+                raise ValueError("a [[datasets]] recipe has one fingerprint per dataset; pass the dataset")
+            data.pop("dataset_id")
+            ref = next((t.name for t in self.tiers if t.policy == "expert"), None)
+            used = set(dataset.tiers) | {ref}
+            data["tiers"] = [dict(t, index=i) for i, t in enumerate(data["tiers"]) if t["name"] in used]
+            data["dataset"] = {"id": dataset.id, "tiers": list(dataset.tiers)}
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -145,22 +192,60 @@ def parse_recipe(data: dict[str, Any], *, name: str, source: str = "<dict>") -> 
     tiers_raw = r.get("tiers", list)
     if not tiers_raw:
         raise DtkitError(f"recipe {source}: `tiers` is empty; add at least one [[tiers]] table")
+    datasets_raw = r.get("datasets", list, None)
+    if datasets_raw is None:
+        if "dataset_id" not in data:
+            r.fail("dataset_id", "is missing; add it (one dataset of all tiers) or [[datasets]] tables "
+                                 "(several datasets, each with `id` and `tiers`)")
+        dataset_id = r.get("dataset_id", str)
+    else:
+        if "dataset_id" in data:
+            r.fail("dataset_id", "cannot be combined with [[datasets]]; give each dataset its own `id` there")
+        if not datasets_raw:
+            r.fail("datasets", "is empty; add at least one [[datasets]] table, or use `dataset_id`")
+        dataset_id = ""
     recipe = Recipe(
         name=r.get("name", str, name),
         env_id=r.get("env_id", str),
-        dataset_id=r.get("dataset_id", str),
+        dataset_id=dataset_id,
         seed=r.get("seed", int, 0),
         description=r.get("description", str, ""),
         ref_episodes=r.positive("ref_episodes", 100),
         code_permalink=r.get("code_permalink", str, ""),
         train=_parse_train(train),
         tiers=tuple(_parse_tier(_Reader(t, source, f"tiers[{i}].")) for i, t in enumerate(tiers_raw)),
+        datasets=tuple(_parse_dataset(_Reader(d, source, f"datasets[{i}].")) for i, d in enumerate(datasets_raw or ())),
     )
     r.done()
     names = [t.name for t in recipe.tiers]
     if len(set(names)) != len(names):
         raise DtkitError(f"recipe {source}: tier names must be unique, got {names}")
+    for i, t in enumerate(recipe.tiers):
+        if t.policy == "medium-replay" and recipe.train.algo not in OFF_POLICY:
+            raise DtkitError(
+                f"recipe {source}: field `tiers[{i}].policy` medium-replay reads the replay buffer of an "
+                f"off-policy agent ({', '.join(OFF_POLICY)}), but `train.algo` is {recipe.train.algo!r}"
+            )
+    ids = [d.id for d in recipe.datasets]
+    if len(set(ids)) != len(ids):
+        raise DtkitError(f"recipe {source}: field `datasets[].id` must be unique, got {ids}")
+    for i, d in enumerate(recipe.datasets):
+        for name_ in d.tiers:
+            if name_ not in names:
+                raise DtkitError(f"recipe {source}: field `datasets[{i}].tiers` names tier {name_!r}, "
+                                 f"which the recipe does not define (its tiers: {', '.join(names)})")
     return recipe
+
+
+def _parse_dataset(r: _Reader) -> DatasetSpec:
+    tiers = r.get("tiers", list)
+    if not tiers or not all(isinstance(t, str) for t in tiers):
+        r.fail("tiers", f"must be a non-empty list of tier names, got {tiers!r}")
+    if len(set(tiers)) != len(tiers):
+        r.fail("tiers", f"lists a tier twice: {tiers}")
+    spec = DatasetSpec(id=r.get("id", str), tiers=tuple(tiers), description=r.get("description", str, ""))
+    r.done()
+    return spec
 
 
 def _parse_train(r: _Reader) -> TrainSpec:
@@ -185,21 +270,28 @@ def _parse_tier(r: _Reader) -> TierSpec:
     policy = r.get("policy", str)
     if policy not in TIER_POLICIES:
         r.fail("policy", f"must be one of {list(TIER_POLICIES)}, got {policy!r}")
+    medium = policy in ("medium", "medium-replay")
     episodes = r.positive("episodes", None)
     transitions = r.positive("transitions", None)
-    if (episodes is None) == (transitions is None):
+    if policy == "medium-replay":
+        if episodes is not None or transitions is not None:
+            r.fail("episodes" if episodes is not None else "transitions",
+                   "does not apply to a medium-replay tier: it holds the whole replay buffer up to the medium checkpoint")
+    elif (episodes is None) == (transitions is None):
         r.fail("episodes", "set exactly one of `episodes` or `transitions`")
     fraction = r.get("fraction", (int, float), None)
     target = r.get("target_return", (int, float), None)
-    if policy == "medium" and (fraction is None) == (target is None):
-        r.fail("fraction", "a medium tier needs exactly one of `fraction` or `target_return`")
+    if medium and (fraction is None) == (target is None):
+        r.fail("fraction", f"a {policy} tier needs exactly one of `fraction` or `target_return`")
     if fraction is not None and not 0.0 <= fraction <= 1.0:
         r.fail("fraction", f"must lie in [0, 1] (a normalised score), got {fraction}")
-    if policy != "medium" and (fraction is not None or target is not None):
-        r.fail("fraction", "`fraction` / `target_return` only apply to medium tiers")
+    if not medium and (fraction is not None or target is not None):
+        r.fail("fraction", "`fraction` / `target_return` only apply to medium and medium-replay tiers")
     epsilon = r.get("epsilon", (int, float), 0.0)
     if not 0.0 <= epsilon <= 1.0:
         r.fail("epsilon", f"must lie in [0, 1] (the share of random actions), got {epsilon}")
+    if policy == "medium-replay" and epsilon:
+        r.fail("epsilon", "does not apply to a medium-replay tier: its actions are the ones the agent took")
     checkpoint = r.get("checkpoint", str, "best")
     if checkpoint not in ("best", "final"):
         r.fail("checkpoint", f"must be 'best' or 'final', got {checkpoint!r}")
@@ -208,7 +300,7 @@ def _parse_tier(r: _Reader) -> TierSpec:
         policy=policy,
         episodes=episodes,
         transitions=transitions,
-        deterministic=r.get("deterministic", bool, policy != "medium"),
+        deterministic=r.get("deterministic", bool, not medium),
         fraction=None if fraction is None else float(fraction),
         target_return=None if target is None else float(target),
         checkpoint=checkpoint,

@@ -9,7 +9,7 @@ so it also means something for negative returns (Pendulum), or as a raw return.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +78,7 @@ def select_checkpoints(
     for t in tiers:
         if t.policy == "expert":
             chosen[t.name] = expert_checkpoint(index, [t])[0]
-        elif t.policy == "medium":
+        elif t.policy in ("medium", "medium-replay"):
             target = t.target_return if t.target_return is not None else ref_min + t.fraction * (ref_max - ref_min)
             # Ties go to the earlier checkpoint: fewer steps is the more "medium" agent.
             chosen[t.name] = min(index.checkpoints, key=lambda c: (abs(c.mean_return(t.deterministic) - target), c.steps))
@@ -94,12 +94,18 @@ def rollout_tiers(
     sources: Mapping[str, str] | None = None,
     n_parallel: int = 16,
     progress: bool = False,
+    only: Collection[str] | None = None,
+    replays: Mapping[str, list[Episode]] | None = None,
 ) -> list[TierRollout]:
-    """Roll out every tier; ``policies`` maps non-random tier names to SB3 models.
+    """Roll out every tier (or those named in ``only``); ``policies`` maps
+    medium and expert tier names to SB3 models, ``replays`` maps medium-replay
+    tier names to their episodes (:func:`dtkit.collect.replay.replay_episodes`).
 
     Episode ``j`` of tier ``i`` is reset with a seed derived from ``(seed, i, j)``
     and sampled actions draw from RNGs seeded the same way, so the whole mixture
-    is a pure function of ``seed`` and the policies.
+    is a pure function of ``seed`` and the policies. ``i`` is the tier's position
+    in ``tiers`` whether or not ``only`` skips others, so a tier's episodes are
+    the same in every dataset that holds it.
 
     Example:
         >>> tiers = [TierSpec("random", "random", episodes=5)]
@@ -110,6 +116,14 @@ def rollout_tiers(
     action_space = gym.make(env_id).action_space
     out = []
     for i, t in enumerate(tiers):
+        if only is not None and t.name not in only:
+            continue
+        if t.policy == "medium-replay":
+            if replays is None or t.name not in replays:
+                raise DtkitError(f"tier {t.name!r} needs its replay episodes; pass replays[{t.name!r}]")
+            source = (sources or {}).get(t.name, "replay buffer")
+            out.append(TierRollout(t, f"replay<={source}", list(replays[t.name])))
+            continue
         rng_seed = episode_seed(seed, TIER_RNG_STREAM, i)
         if t.policy == "random":
             actor, source = random_actor(action_space, rng_seed), "uniform"

@@ -22,6 +22,7 @@ from typing import Any
 
 from dtkit.collect.episodes import evaluate, sb3_actor
 from dtkit.collect.recipe import ALGOS, TrainSpec
+from dtkit.collect.replay import replay_chunks, replay_file, save_replay_chunk
 from dtkit.errors import DtkitError
 from dtkit.io import atomic_file, atomic_write_json
 
@@ -127,10 +128,14 @@ def train_behaviour(
     *,
     seed: int = 0,
     progress: bool = False,
+    record_replay: bool = False,
 ) -> PolicyIndex:
     """Train (or resume, or reuse) an SB3 agent, checkpointing every ``spec.checkpoint_every`` steps.
 
     Returns at once when ``index.json`` says ``spec.steps`` were already trained.
+    With ``record_replay`` (off-policy algorithms), each checkpoint's newly
+    collected transitions are also saved as ``replay-<steps>.npz``, the
+    material of a ``medium-replay`` tier (see :mod:`dtkit.collect.replay`).
 
     Example:
         >>> spec = TrainSpec(algo="ppo", steps=2048, checkpoint_every=1024)
@@ -186,7 +191,11 @@ def train_behaviour(
     try:
         while model.num_timesteps < spec.steps:
             target = min(spec.steps, (model.num_timesteps // spec.checkpoint_every + 1) * spec.checkpoint_every)
+            start_steps, start_pos = model.num_timesteps, _buffer_pos(model, record_replay)
             model.learn(target - model.num_timesteps, reset_num_timesteps=False, callback=callback)
+            if record_replay:  # before the zip: a chunk never lags behind its checkpoint
+                rows = (model.num_timesteps - start_steps) // spec.n_envs
+                save_replay_chunk(model, start_pos, rows, policy_dir / replay_file(model.num_timesteps))
             file = f"step-{model.num_timesteps:09d}.zip"
             _save_zip(model, policy_dir / file)
             if hasattr(model, "save_replay_buffer") and model.num_timesteps < spec.steps:
@@ -203,11 +212,13 @@ def train_behaviour(
     return result
 
 
-def prune_checkpoints(policy_dir: str | Path, keep: set[str]) -> PolicyIndex:
+def prune_checkpoints(policy_dir: str | Path, keep: set[str], *, replay_upto: int | None = None) -> PolicyIndex:
     """Delete checkpoint zips not in ``keep`` and drop them from the index.
 
     The index keeps ``trained_steps``, so the pruned folder still counts as fully
     trained and tier selection on it picks the same checkpoints as before.
+    With ``replay_upto``, replay chunks past that step are deleted too (a
+    medium-replay tier needs only those up to its checkpoint).
     """
     policy_dir = Path(policy_dir)
     index = read_index(policy_dir)
@@ -215,6 +226,8 @@ def prune_checkpoints(policy_dir: str | Path, keep: set[str]) -> PolicyIndex:
         raise DtkitError(f"{policy_dir} has no {INDEX}; train first")
     kept = tuple(c for c in index.checkpoints if c.file in keep)
     doomed = [z for z in policy_dir.glob("step-*.zip") if z.name not in keep]
+    if replay_upto is not None:
+        doomed += [p for s, p in replay_chunks(policy_dir).items() if s > replay_upto]
     if not doomed and len(kept) == len(index.checkpoints):
         return index  # already pruned: leave a read-only (installed) folder untouched
     pruned = PolicyIndex(index.env_id, index.algo, index.seed, index.run,
@@ -223,6 +236,14 @@ def prune_checkpoints(policy_dir: str | Path, keep: set[str]) -> PolicyIndex:
     for z in doomed:
         z.unlink()
     return pruned
+
+
+def _buffer_pos(model: Any, record_replay: bool) -> int:
+    if not record_replay:
+        return 0
+    if not hasattr(model, "replay_buffer"):
+        raise DtkitError(f"medium-replay needs an off-policy algorithm with a replay buffer, not {type(model).__name__}")
+    return 0 if model.replay_buffer is None else model.replay_buffer.pos
 
 
 def _hyperparams(spec: TrainSpec) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,11 +86,15 @@ def write_dataset(
     code_permalink: str,
     build_info: dict[str, Any],
     force: bool = False,
+    extra_files: Callable[[Path], dict[str, str]] | None = None,
 ) -> str:
     """Create ``dataset_id`` from the tier rollouts; replace an existing one only if ``force``.
 
     Episodes are stored tier by tier in order; each episode's metadata holds its
     ``tier`` name, and the dataset metadata holds ``build_info`` under ``"dtkit"``.
+    ``extra_files`` gets the staged dataset folder once Minari has written it and
+    returns ``{file name: text}`` to put beside ``data/`` (the data card); they
+    appear together with the dataset, in the same rename.
     """
     import minari
     from minari.data_collector.episode_buffer import EpisodeBuffer
@@ -129,6 +133,10 @@ def write_dataset(
             )
             ds.storage.update_episode_metadata(tags)
             ds.storage.update_metadata({"dtkit": build_info})
+        if extra_files is not None:
+            folder = staging / dataset_id
+            for name, text in extra_files(folder).items():
+                (folder / name).write_text(text)
         _publish(staging, root, dataset_id, namespace, force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
