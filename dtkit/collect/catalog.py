@@ -145,6 +145,7 @@ def _recipe_for(name: str, tiny: bool) -> tuple[Recipe, list[DatasetSpec]]:
     if "/" not in name:
         recipe = _recipe(name, tiny)
         return recipe, list(recipe.outputs())
+    tiny = tiny or name.split("/")[0].endswith("-tiny")  # a tiny id needs no --tiny
     for rname in list_recipes():
         try:
             recipe = _recipe(rname, tiny)

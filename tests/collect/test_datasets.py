@@ -35,8 +35,10 @@ def _multi(base: dict) -> dict:
 
 @pytest.fixture
 def tiny_cache(tmp_path, monkeypatch) -> Path:
-    """--tiny builds train into the user cache: keep it inside the test's folder."""
+    """--tiny builds train into the user cache: keep it inside the test's folder (and the
+    MUJOCO_LOG.TXT that MuJoCo writes into the working directory on model warnings)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
     return tmp_path / "cache"
 
 
@@ -203,7 +205,7 @@ def test_cli_datasets_build_list_info(tiny_cache, capsys):
     out = capsys.readouterr().out
     assert "recipe hopper: dtkit_tiny/Hopper-v5" in out and "# dtkit-tiny/hopper/medium-expert-v0" in out
     assert "| medium-replay | replay<=step-" in out
-    assert main(["datasets", "info", "dtkit-tiny/hopper/expert-v0", "--tiny"]) == 0
+    assert main(["datasets", "info", "dtkit-tiny/hopper/expert-v0"]) == 0
     assert capsys.readouterr().out.count("# dtkit-tiny/") == 1
     # built already: nothing to do, and said so fast
     assert main(["datasets", "build", "hopper", "--tiny", "--no-progress"]) == 0
