@@ -18,6 +18,7 @@ from dtkit.batch import Batch
 from dtkit.encoders import EncoderConfig, FieldInfo, build_encoder
 from dtkit.model.cache import KVCache
 from dtkit.model.config import ModelConfig
+from dtkit.model.dropout import Dropout
 from dtkit.model.heads import ActionHead
 from dtkit.model.masks import token_rule, window_mask
 from dtkit.model.trunk import Trunk
@@ -68,7 +69,7 @@ class DecisionTransformer(nn.Module):
         self.timestep_emb = nn.Embedding(spec.max_timestep + 1, D)
         self.slot_emb = nn.Embedding(S, D)
         self.embed_ln = nn.LayerNorm(D)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.trunk = Trunk(cfg)
         self.head = ActionHead(act, D)
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from dtkit.model.cache import KVCache
 from dtkit.model.config import ModelConfig
+from dtkit.model.dropout import Dropout
 
 __all__ = ["Trunk"]
 
@@ -60,9 +61,9 @@ class Block(nn.Module):
             nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model),
             nn.GELU(),
             nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model),
-            nn.Dropout(cfg.dropout),
+            Dropout(cfg.dropout),
         )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def kv(self, x: torch.Tensor) -> KV:
         """Only this block's keys and values, (B, nh, L, hs) each."""
