@@ -93,3 +93,22 @@ def _trained_cartpole(tmp_path_factory) -> Path:
 def cartpole_policies(_trained_cartpole, tmp_path) -> Path:
     """A private copy of the session's tiny CartPole policy folder (tests may prune it)."""
     return Path(shutil.copytree(_trained_cartpole, tmp_path / "policies"))
+
+
+@pytest.fixture
+def kill_sac_on_second_chunk(monkeypatch):
+    """Call it to make SAC.learn raise KeyboardInterrupt on its second call: a crash after the first checkpoint."""
+    from stable_baselines3 import SAC
+
+    def patch() -> None:
+        real, calls = SAC.learn, []
+
+        def killed_on_second_chunk(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(SAC, "learn", killed_on_second_chunk)
+
+    return patch

@@ -240,22 +240,12 @@ def test_cli_datasets_info_of_unbuilt_recipe(capsys):
     assert "not built: dtkit datasets build walker2d" in out
 
 
-def test_resumed_training_cuts_the_replay_episode(tiny, tmp_path, monkeypatch):
+def test_resumed_training_cuts_the_replay_episode(tiny, tmp_path, monkeypatch, kill_sac_on_second_chunk):
     # A resumed run resets its envs: the episode in progress at the crash really ended there.
-    from stable_baselines3 import SAC
-
     from dtkit.collect import train_behaviour
 
     spec = tiny.recipe(tiny.PENDULUM).train  # 100 steps, a checkpoint every 50
-    real, calls = SAC.learn, []
-
-    def killed_on_second_chunk(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(SAC, "learn", killed_on_second_chunk)
+    kill_sac_on_second_chunk()
     with pytest.raises(KeyboardInterrupt):
         train_behaviour("Pendulum-v1", spec, tmp_path, seed=1, record_replay=True)
     monkeypatch.undo()

@@ -59,19 +59,9 @@ def test_bad_hyperparameter_is_a_user_error(tiny, tmp_path):
         train_behaviour("CartPole-v1", spec, tmp_path)
 
 
-def test_off_policy_crash_resumes_with_replay_buffer(tiny, tmp_path, monkeypatch):
-    from stable_baselines3 import SAC
-
+def test_off_policy_crash_resumes_with_replay_buffer(tiny, tmp_path, monkeypatch, kill_sac_on_second_chunk):
     spec = tiny.recipe(tiny.PENDULUM).train  # 100 steps, a checkpoint every 50
-    real, calls = SAC.learn, []
-
-    def killed_on_second_chunk(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(SAC, "learn", killed_on_second_chunk)
+    kill_sac_on_second_chunk()
     with pytest.raises(KeyboardInterrupt):
         train_behaviour("Pendulum-v1", spec, tmp_path, seed=1)
     assert [c.steps for c in read_index(tmp_path).checkpoints] == [50]
