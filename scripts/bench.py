@@ -54,34 +54,35 @@ def hopper_like_trajectories(n_episodes: int = 20, length: int = 1000, seed: int
     return Trajectories.from_episodes(eps, gym.spaces.Box(-np.inf, np.inf, (11,)), gym.spaces.Box(-1, 1, (3,)))
 
 
-def train_steps(spec, traj, amp: torch.dtype | None, steps: int, seed: int = 0) -> tuple[float, list[float]]:
+def train_steps(spec, traj, amp: torch.dtype | None, steps: int, seed: int = 0,
+                device: torch.device = torch.device("cpu")) -> tuple[float, list[float]]:
     torch.manual_seed(seed)
-    model = DecisionTransformer(spec, CFG)
+    model = DecisionTransformer(spec, CFG).to(device)
     opt = model.configure_optimizer(1e-4, 1e-4)
-    sampler = SegmentSampler(traj, spec, BATCH, seed=seed)
+    sampler = SegmentSampler(traj, spec, BATCH, seed=seed, device=device)
     losses, times = [], []
     for _ in range(steps):
         t = time.perf_counter()
         batch = sampler.sample()
-        with torch.autocast("cpu", dtype=amp, enabled=amp is not None):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             pred, _ = model(batch)
         loss = model.head.loss(pred, batch.actions, batch.mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         opt.step()
+        losses.append(float(loss.detach()))  # also syncs a GPU, so the time is the step's
         times.append(time.perf_counter() - t)
-        losses.append(float(loss.detach()))
     warm = min(5, steps // 4)
     return 1000 * float(np.median(times[warm:])), losses
 
 
-def bench_train(steps: int) -> dict:
+def bench_train(steps: int, device: torch.device) -> dict:
     traj = hopper_like_trajectories()
     spec = spec_from_spaces(traj.observation_space, traj.action_space, context_len=K, return_scale=1000.0, max_timestep=1000)
     out = {}
     for name, amp in (("fp32", None), ("bf16", torch.bfloat16)):
-        ms, losses = train_steps(spec, traj, amp, steps)
+        ms, losses = train_steps(spec, traj, amp, steps, device=device)
         out[name] = {"ms_per_step": ms, "loss_first": losses[0], "loss_last10": float(np.mean(losses[-10:]))}
         if name == "fp32":  # the default path; the bf16 run afterwards can only raise the high-water mark
             out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -102,18 +103,18 @@ def raw_env_steps(num_envs: int, steps: int) -> float:
 
 
 def policy_env_steps(model, num_envs: int, use_cache: bool, keep: int | None = None, episodes_per_env: int = 1) -> float:
-    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache, keep=keep)
+    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache, keep=keep)  # on the model's device
     report = evaluate(policy, ENV_ID, [3600.0], num_episodes=num_envs * episodes_per_env, progress=False, env_kwargs=ENV_KWARGS)
     return report.env_steps_per_s
 
 
-def bench_eval() -> dict:
+def bench_eval(device: torch.device, env_counts: tuple[int, ...]) -> dict:
     env = gym.make(ENV_ID)
     spec = spec_from_spaces(env.observation_space, env.action_space, context_len=K, return_scale=1000.0, max_timestep=1000)
     torch.manual_seed(0)
-    model = DecisionTransformer(spec, CFG).eval()
+    model = DecisionTransformer(spec, CFG).to(device).eval()
     out = {}
-    for n in (1, 16):
+    for n in env_counts:
         out[f"{n}_envs"] = {
             "raw": raw_env_steps(n, 2000 if n == 1 else 300),
             "cached": policy_env_steps(model, n, True),
@@ -129,11 +130,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores)")
     parser.add_argument("--train-steps", type=int, default=40)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--envs", type=int, nargs="+", default=[1, 16], help="environment counts to evaluate with")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {"threads": args.threads, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    device = torch.device(args.device)
+    results = {"threads": args.threads, "torch": torch.__version__, "device": str(device),
+               "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if args.only in (None, "train"):
-        results["train"] = bench_train(args.train_steps)
+        results["train"] = bench_train(args.train_steps, device)
         tr = results["train"]
         print(f"training step (B={BATCH}, K={K}, d=128, 3 layers, 1 head), median of {args.train_steps} steps, {args.threads} threads:")
         for name in ("fp32", "bf16"):
@@ -141,10 +146,10 @@ def main() -> None:
             print(f"  {name}: {r['ms_per_step']:.1f} ms/step   loss {r['loss_first']:.4f} -> {r['loss_last10']:.4f}")
         print(f"  peak RSS of the process after the fp32 run: {tr['peak_rss_mb']:.0f} MB")
     if args.only in (None, "eval"):
-        results["eval"] = bench_eval()
+        results["eval"] = bench_eval(device, tuple(args.envs))
         print(f"evaluation on {ENV_ID} (1000-step episodes), env-steps/s:")
         print(f"  envs |    raw | cached (keep {K // 2}) | cached (keep {K // 4}) | recompute")
-        for n in (1, 16):
+        for n in args.envs:
             r = results["eval"][f"{n}_envs"]
             print(f"  {n:4d} | {r['raw']:6.0f} | {r['cached']:15.0f} | {r['cached_keep5']:14.0f} | {r['recompute']:9.0f}")
     if args.json:

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# One short run of every CUDA path, for a session that is lent a GPU machine.
+# It installs nothing beyond the repo: bring torch with CUDA and the deps first.
+#   bash scripts/gpu_check.sh            # ~3 minutes on one H200
+set -uo pipefail
+cd "$(dirname "$0")/.."
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
+python3 scripts/bench.py --device cuda --envs 16 64 --train-steps 40
