@@ -213,6 +213,11 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
             if r.normalized_score is not None:
                 writer.add_scalar(f"eval/normalized_score_target_{r.target_return:g}", r.normalized_score, step)
         writer.add_scalar("eval/env_steps_per_s", report.env_steps_per_s, step)
+        # One JSON line per evaluation, so best-iterate scores can be read back without TensorBoard.
+        with open(run_dir / "eval_history.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "per_target": [
+                {"target_return": r.target_return, "mean_return": r.mean_return, "normalized_score": r.normalized_score}
+                for r in report.per_target]}) + "\n")
         return report
 
     if traj.env_id is None and info.is_main:

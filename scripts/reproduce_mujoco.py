@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Reproduce the DT-vs-BC table on dtkit's locally built D4RL-style MuJoCo datasets.
+
+For every recipe x dataset x seed it trains a decision transformer (the
+original paper's hyperparameters: Chen et al., 2021, Table 8) and behaviour
+cloning through the same trunk (no return token), evaluates every
+``--eval-every`` updates, and writes ``results.json`` and ``results.md`` with
+the mean ± std over seeds of the normalised score. *Last* is the score after
+the final update; *best* is the best of the periodic evaluations (an
+optimistic figure: it picks the checkpoint with the evaluation episodes).
+
+Scores are normalised against dtkit's own reference policies (random and
+SAC expert, stored in each dataset's metadata), not D4RL's, so they are not
+comparable with published D4RL numbers.
+
+Runs are resumable: a finished run (its ``eval.json`` exists) is skipped and
+an interrupted one continues from its last checkpoint.
+
+Usage:
+    python scripts/reproduce_mujoco.py --recipes hopper --seeds 0 1 2
+    python scripts/reproduce_mujoco.py --tiny --steps 20   # a seconds-long check on tiny datasets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from dtkit.errors import DtkitError
+from dtkit.io import atomic_write_json, atomic_write_text
+from dtkit.model import ModelConfig
+from dtkit.trainer import TrainConfig, train
+
+DATASETS = ("medium", "medium-replay", "medium-expert")
+# Chen et al. (2021), Table 8: K=20, lr 1e-4, weight decay 1e-4, warm-up 10k, clip 0.25, dropout 0.1,
+# embedding 128, 3 layers, 1 head, batch 64; returns scaled by 1000 for MuJoCo.
+PAPER = TrainConfig(context_len=20, lr=1e-4, weight_decay=1e-4, warmup_steps=10_000, grad_clip=0.25, batch_size=64,
+                    return_scale=1000.0, model=ModelConfig(d_model=128, n_layer=3, n_head=1, dropout=0.1))
+
+
+def dataset_ids(recipe: str, tiny: bool) -> dict[str, str]:
+    """Tier name -> dataset id for the wanted datasets of ``recipe``, built first when --tiny."""
+    from dtkit.collect import catalog, load_recipe
+
+    spec = load_recipe(recipe)
+    if tiny:
+        catalog.build(recipe, tiny=True, progress=False)
+        spec = catalog.tiny_recipe(spec)
+    ids = {d.id.split("/")[-1].rsplit("-v", 1)[0]: d.id for d in spec.outputs()}
+    missing = [d for d in DATASETS if d not in ids]
+    if missing:
+        raise DtkitError(f"recipe {recipe!r} has no {missing} datasets; it lists {sorted(ids)}")
+    return {d: ids[d] for d in DATASETS}
+
+
+def run_one(cfg: TrainConfig) -> dict:
+    """Train (or resume, or skip when finished) one run; return its last and best normalised scores."""
+    run = Path(cfg.run_dir or "")
+    if not (run / "eval.json").is_file():
+        resume = (run / "checkpoints" / "latest").is_file()
+        train(replace(cfg, resume=resume), progress=cfg.progress)
+    last = json.loads((run / "eval.json").read_text())
+    history = []
+    for line in (run / "eval_history.jsonl").read_text().splitlines():
+        try:
+            history.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a crash
+            continue
+    scores = [h["per_target"][0]["normalized_score"] for h in history if h["per_target"][0]["normalized_score"] is not None]
+    return {"last": last["normalized_score"], "best": max(scores) if scores else None,
+            "last_return": last["mean_return"], "evaluations": len(history)}
+
+
+def summarize(values: list[float | None]) -> dict:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return {"mean": float(np.mean(v)) if v else None, "std": float(np.std(v)) if v else None, "n": len(v)}
+
+
+def fmt(s: dict) -> str:
+    return "n/a" if s["mean"] is None else f"{s['mean']:.1f} ± {s['std']:.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipes", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=100_000, help="gradient updates per run (the paper: 100k)")
+    p.add_argument("--eval-every", type=int, default=10_000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--out", default="results/mujoco")
+    p.add_argument("--tiny", action="store_true", help="tiny datasets and a tiny model: checks the pipeline in seconds")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    base = replace(PAPER, steps=args.steps, eval_every=min(args.eval_every, args.steps), eval_episodes=args.eval_episodes,
+                   eval_envs=min(10, args.eval_episodes), checkpoint_every=min(args.eval_every, args.steps),
+                   log_every=min(100, args.steps), progress=args.progress)
+    if args.tiny:
+        base = replace(base, context_len=4, batch_size=8, warmup_steps=2, model=ModelConfig(d_model=16, n_layer=1))
+    rows = []
+    try:
+        for recipe in args.recipes:
+            for tier, dataset_id in dataset_ids(recipe, args.tiny).items():
+                for algo in ("dt", "bc"):
+                    runs = [run_one(replace(base, dataset=dataset_id, seed=seed, return_token=algo == "dt",
+                                            run_dir=str(out / "runs" / recipe / tier / f"{algo}-seed{seed}")))
+                            for seed in args.seeds]
+                    rows.append({"recipe": recipe, "dataset": tier, "dataset_id": dataset_id, "algo": algo, "seeds": args.seeds,
+                                 "last": summarize([r["last"] for r in runs]), "best": summarize([r["best"] for r in runs]),
+                                 "runs": runs})
+    except DtkitError as exc:
+        print(f"reproduce_mujoco: error: {exc}", file=sys.stderr)
+        return 2
+    config = {"steps": args.steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "tiny": args.tiny,
+              "train": base.to_dict()}
+    atomic_write_json(out / "results.json", {"config": config, "rows": rows})
+    lines = [f"Normalised score (mean ± std over seeds {args.seeds}; dtkit's own reference policies, not D4RL's), "
+             f"{args.steps:,} updates per run.", "",
+             "| dataset | DT last | DT best | BC last | BC best |", "|---|---|---|---|---|"]
+    for recipe in args.recipes:
+        for tier in DATASETS:
+            dt = next(r for r in rows if r["recipe"] == recipe and r["dataset"] == tier and r["algo"] == "dt")
+            bc = next(r for r in rows if r["recipe"] == recipe and r["dataset"] == tier and r["algo"] == "bc")
+            lines.append(f"| {recipe}-{tier} | {fmt(dt['last'])} | {fmt(dt['best'])} | {fmt(bc['last'])} | {fmt(bc['best'])} |")
+    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
