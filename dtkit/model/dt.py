@@ -94,7 +94,7 @@ class DecisionTransformer(nn.Module):
         self.register_buffer(
             "_step_rule", token_rule(step_of, step_slots, slot_is_obs[step_slots], S, spec.block_obs_attention), persistent=False
         )
-        self._rules: dict[int, torch.Tensor] = {}
+        self._rules: dict[tuple[int, torch.device], torch.Tensor] = {}
         self.register_buffer("_last", torch.tensor([S - 1]), persistent=False)
         # A pure causal rule lets SDPA use its is_causal fast path.
         self._plain_causal = not spec.block_obs_attention or int(slot_is_obs.sum()) <= 1
@@ -132,13 +132,14 @@ class DecisionTransformer(nn.Module):
         return self.embed_ln(tok)
 
     def _window_rule(self, T: int, device: torch.device) -> torch.Tensor:
-        if T not in self._rules:
+        """(T*S, T*S) attention rule for a window of T steps, built once per length and device."""
+        if (T, device) not in self._rules:
             S = self.spec.tokens_per_step
             step = torch.arange(T).repeat_interleave(S)
             slot = torch.arange(S).repeat(T)
             rule = token_rule(step, slot, self._slot_is_obs.cpu()[slot], S, self.spec.block_obs_attention)
-            self._rules[T] = rule
-        return self._rules[T].to(device)
+            self._rules[(T, device)] = rule.to(device)
+        return self._rules[(T, device)]
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Batch, return_kv: bool = False, kv_only: bool = False) -> tuple[torch.Tensor | None, list]:
@@ -183,9 +184,8 @@ class DecisionTransformer(nn.Module):
         """Feed one step per row through the cache and predict a_t: returns (B, A)."""
         B = timestep.shape[0]
         S = self.spec.tokens_per_step
-        add_t = lambda d: {k: ({kk: vv[:, None] for kk, vv in v.items()} if isinstance(v, dict) else v[:, None]) for k, v in d.items()}  # noqa: E731
-        post = self._embed(self.spec.post_fields, add_t(prev), prev_timestep[:, None], slice(self.n_pre, S))
-        pre = self._embed(self.spec.pre_fields, add_t(cur), timestep[:, None], slice(0, self.n_pre))
+        post = self._embed(self.spec.post_fields, _one_step(prev), prev_timestep[:, None], slice(self.n_pre, S))
+        pre = self._embed(self.spec.pre_fields, _one_step(cur), timestep[:, None], slice(0, self.n_pre))
         x = torch.cat([post, pre], dim=2).view(B, S, -1)  # (B, F=S, D)
         new_valid = torch.ones(B, S, dtype=torch.bool, device=x.device)
         new_valid[:, : self.n_post] = prev_valid[:, None]
@@ -205,3 +205,8 @@ class DecisionTransformer(nn.Module):
         no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def _one_step(fields: dict[str, Any]) -> dict[str, Any]:
+    """Give every tensor (also inside the obs dict) a time axis of length 1: (B, ...) -> (B, 1, ...)."""
+    return {k: ({kk: vv[:, None] for kk, vv in v.items()} if isinstance(v, dict) else v[:, None]) for k, v in fields.items()}
