@@ -82,7 +82,7 @@ class DTPolicy:
     # ------------------------------------------------------------------ state
     def reset(self, rows: np.ndarray | torch.Tensor | None = None) -> None:
         """Start new episodes in ``rows`` (bool mask or indices; all when None)."""
-        sel = self._rows if rows is None else torch.as_tensor(np.asarray(rows), device=self.device)
+        sel = self._rows if rows is None else self._as_rows(rows)
         if sel.dtype == torch.bool:
             sel = sel.nonzero().flatten()
         if sel.numel() == 0:
@@ -96,13 +96,17 @@ class DTPolicy:
 
     def record(self, rewards: np.ndarray | torch.Tensor, rows: np.ndarray | torch.Tensor | None = None) -> None:
         """Tell the policy the rewards for the actions it just took; advances the episode clock."""
-        sel = self._rows if rows is None else torch.as_tensor(np.asarray(rows), device=self.device).reshape(-1)
+        sel = self._rows if rows is None else self._as_rows(rows).reshape(-1)
         r = torch.as_tensor(np.asarray(rewards, dtype=np.float64), device=self.device).reshape(-1)
         slot = self._t[sel] % self.spec.context_len
         self._rew[sel, slot] = r.float()
         # Same quantity as the sampler's: (target - rewards received before t) / scale.
         self._rtg[sel] -= r
         self._t[sel] += 1
+
+    def _as_rows(self, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = rows if isinstance(rows, torch.Tensor) else torch.as_tensor(np.asarray(rows))
+        return t.to(self.device)
 
     @property
     def context_lengths(self) -> np.ndarray:
