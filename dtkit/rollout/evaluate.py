@@ -138,22 +138,23 @@ def evaluate(policy: DTPolicy, env_id: str, target_returns: list[float], num_epi
     envs = make_vector_env(env_id, policy.num_envs, env_kwargs)
     results: list[TargetResult] = []
     total_steps, start = 0, time.perf_counter()
+    reasons: list[str | None] = []
     try:
         with tqdm(total=num_episodes * len(target_returns), desc="eval episodes", disable=not progress, leave=False) as bar:
             for target in target_returns:
                 rets, lens, steps = _run_target(policy, envs, float(target), num_episodes, seed, bar)
                 total_steps += steps
                 mean = float(np.mean(rets))
-                norm, _ = normalized_score(mean, ref_min_score, ref_max_score)
+                norm, reason = normalized_score(mean, ref_min_score, ref_max_score)
+                reasons.append(reason)
                 results.append(TargetResult(float(target), rets, lens, mean, float(np.std(rets)), norm))
     finally:
         envs.close()
     wall = time.perf_counter() - start
     first = results[0]
-    norm, reason = normalized_score(first.mean_return, ref_min_score, ref_max_score)
     return EvalReport(
         env_id=env_id, target_returns=[float(t) for t in target_returns], episode_returns=first.episode_returns,
-        mean_return=first.mean_return, normalized_score=norm, normalized_score_reason=reason,
+        mean_return=first.mean_return, normalized_score=first.normalized_score, normalized_score_reason=reasons[0],
         num_envs=policy.num_envs, num_episodes=num_episodes, env_steps_per_s=total_steps / wall, env_steps=total_steps,
         wall_s=wall, cache=policy.use_cache, per_target=results, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
     )

@@ -138,7 +138,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
     run_dir = Path(broadcast_object(cfg.run_dir or str(_default_run_dir(cfg.dataset)), info))
     cfg = replace(cfg, run_dir=str(run_dir))
 
-    start_step, trainer_state, saved_meta = 0, None, None
+    start_step, trainer_state, saved_meta, folder = 0, None, None, None
     has_ckpt = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*/meta.json"))
     if cfg.resume:
         if not has_ckpt:
@@ -165,10 +165,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
 
     torch.manual_seed(cfg.seed + info.rank)
     model = DecisionTransformer(spec, cfg.model, stats).to(info.device)
-    if trainer_state is not None:
+    if folder is not None:  # resuming: the same checkpoint the trainer state came from
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(find_checkpoint(run_dir) / "model.safetensors"), device=str(info.device)))
+        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(info.device)))
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s))
     sampler = SegmentSampler(traj, spec, cfg.batch_size, seed=cfg.seed + 1000 * info.rank, device=info.device)
