@@ -16,8 +16,12 @@ comparable with published D4RL numbers.
 Runs are resumable: a finished run (its ``eval.json`` exists) is skipped and
 an interrupted one continues from its last checkpoint.
 
+Runs go to ``--jobs`` worker processes (default: one per CPU core, each with
+its share of torch threads), so two cores train two runs at once.
+
 Usage:
     python scripts/reproduce_mujoco.py --recipes hopper --seeds 0 1 2
+    python scripts/reproduce_mujoco.py --recipes hopper --steps 3000 --lr 3e-4 --warmup-steps 300 --lr-schedule cosine
     python scripts/reproduce_mujoco.py --tiny --steps 20   # a seconds-long check on tiny datasets
 """
 
@@ -26,7 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,11 +68,20 @@ def dataset_ids(recipe: str, tiny: bool) -> dict[str, str]:
 
 
 def run_one(cfg: TrainConfig) -> dict:
-    """Train (or resume, or skip when finished) one run; return its last and best normalised scores."""
+    """Train (or resume, or skip when finished) one run; return its last and best normalised scores.
+
+    ``wall_s`` is the training wall time (evaluations included) summed over every
+    attempt of the run, kept in ``wall.json`` so a skipped run still reports it.
+    """
     run = Path(cfg.run_dir or "")
+    wall_file = run / "wall.json"
     if not (run / "eval.json").is_file():
         resume = (run / "checkpoints" / "latest").is_file()
+        before = json.loads(wall_file.read_text())["wall_s"] if resume and wall_file.is_file() else 0.0
+        start = time.perf_counter()
         train(replace(cfg, resume=resume), progress=cfg.progress)
+        atomic_write_json(wall_file, {"wall_s": before + time.perf_counter() - start})
+    wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.is_file() else None
     last = json.loads((run / "eval.json").read_text())
     history = []
     for line in (run / "eval_history.jsonl").read_text().splitlines():
@@ -74,7 +91,7 @@ def run_one(cfg: TrainConfig) -> dict:
             continue
     scores = [h["per_target"][0]["normalized_score"] for h in history if h["per_target"][0]["normalized_score"] is not None]
     return {"last": last["normalized_score"], "best": max(scores) if scores else None,
-            "last_return": last["mean_return"], "evaluations": len(history)}
+            "last_return": last["mean_return"], "evaluations": len(history), "wall_s": wall}
 
 
 def summarize(values: list[float | None]) -> dict:
@@ -93,35 +110,63 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=100_000, help="gradient updates per run (the paper: 100k)")
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--lr", type=float, default=PAPER.lr, help="peak learning rate (the paper: 1e-4)")
+    p.add_argument("--warmup-steps", type=int, default=PAPER.warmup_steps, help="linear warm-up (the paper: 10k)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default=PAPER.lr_schedule,
+                   help="after warm-up: constant (the paper) or cosine decay to 0.1 x lr")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="runs trained at once, each in its own process with cpu_count/jobs torch threads")
     p.add_argument("--out", default="results/mujoco")
     p.add_argument("--tiny", action="store_true", help="tiny datasets and a tiny model: checks the pipeline in seconds")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--run-config", help=argparse.SUPPRESS)  # internal: one run, in a --jobs child process
     args = p.parse_args(argv)
+    if args.run_config:
+        if args.tiny:  # tiny datasets name envs registered per process (dtkit_tiny/...)
+            from dtkit.collect import catalog, load_recipe
+
+            for recipe in args.recipes:
+                catalog.tiny_recipe(load_recipe(recipe))
+        print(json.dumps(run_one(TrainConfig.from_dict(json.loads(args.run_config)))))
+        return 0
     out = Path(args.out)
-    base = replace(PAPER, steps=args.steps, eval_every=min(args.eval_every, args.steps), eval_episodes=args.eval_episodes,
-                   eval_envs=min(10, args.eval_episodes), checkpoint_every=min(args.eval_every, args.steps),
-                   log_every=min(100, args.steps), progress=args.progress)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
+    base = replace(PAPER, lr=args.lr, lr_schedule=args.lr_schedule, warmup_steps=min(args.warmup_steps, args.steps),
+                   steps=args.steps, eval_every=min(args.eval_every, args.steps), eval_episodes=args.eval_episodes,
+                   eval_envs=min(10, args.eval_episodes), checkpoint_every=min(args.eval_every, args.steps, 1_000),
+                   log_every=min(100, args.steps), progress=args.progress and args.jobs == 1)
     if args.tiny:
         base = replace(base, context_len=4, batch_size=8, warmup_steps=2, model=ModelConfig(d_model=16, n_layer=1))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
     rows = []
     try:
-        for recipe in args.recipes:
-            for tier, dataset_id in dataset_ids(recipe, args.tiny).items():
-                for algo in ("dt", "bc"):
-                    runs = [run_one(replace(base, dataset=dataset_id, seed=seed, return_token=algo == "dt",
-                                            run_dir=str(out / "runs" / recipe / tier / f"{algo}-seed{seed}")))
-                            for seed in args.seeds]
-                    rows.append({"recipe": recipe, "dataset": tier, "dataset_id": dataset_id, "algo": algo, "seeds": args.seeds,
-                                 "last": summarize([r["last"] for r in runs]), "best": summarize([r["best"] for r in runs]),
-                                 "runs": runs})
+        plan = [(recipe, tier, dataset_id, algo)
+                for recipe in args.recipes for tier, dataset_id in dataset_ids(recipe, args.tiny).items()
+                for algo in ("dt", "bc")]
+        configs = {(recipe, tier, algo, seed): replace(
+                       base, dataset=dataset_id, seed=seed, return_token=algo == "dt",
+                       run_dir=str(out / "runs" / recipe / tier / f"{algo}-seed{seed}"))
+                   for recipe, tier, dataset_id, algo in plan for seed in args.seeds}
+        child_args = ["--tiny", "--recipes", *args.recipes] if args.tiny else []
+        results = _run_all(configs, args.jobs, threads, child_args)
+        for recipe, tier, dataset_id, algo in plan:
+            runs = [results[(recipe, tier, algo, seed)] for seed in args.seeds]
+            rows.append({"recipe": recipe, "dataset": tier, "dataset_id": dataset_id, "algo": algo, "seeds": args.seeds,
+                         "last": summarize([r["last"] for r in runs]), "best": summarize([r["best"] for r in runs]),
+                         "runs": runs})
     except DtkitError as exc:
         print(f"reproduce_mujoco: error: {exc}", file=sys.stderr)
         return 2
+    walls = [run["wall_s"] for r in rows for run in r["runs"] if run["wall_s"] is not None]
     config = {"steps": args.steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "tiny": args.tiny,
+              "jobs": args.jobs, "threads_per_job": threads, "cpu_hours": sum(walls) * threads / 3600,
               "train": base.to_dict()}
     atomic_write_json(out / "results.json", {"config": config, "rows": rows})
-    lines = [f"Normalised score (mean ± std over seeds {args.seeds}; dtkit's own reference policies, not D4RL's), "
-             f"{args.steps:,} updates per run.", "",
+    header = (f"Normalised score (mean ± std over seeds {args.seeds}; dtkit's own reference policies, not D4RL's), "
+              f"{args.steps:,} updates per run (lr {base.lr:g}, {base.lr_schedule} after a {base.warmup_steps:,}-step warm-up), "
+              f"{args.eval_episodes} evaluation episodes; {config['cpu_hours']:.1f} CPU-hours in all.")
+    lines = [header, "",
              "| dataset | DT last | DT best | BC last | BC best |", "|---|---|---|---|---|"]
     for recipe in args.recipes:
         for tier in DATASETS:
@@ -131,6 +176,32 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def _run_all(configs: dict, jobs: int, threads: int, child_args: list[str]) -> dict:
+    """Run every config, ``jobs`` at a time; print one line per finished run."""
+    if jobs == 1:
+        return {key: _report(key, run_one(cfg)) for key, cfg in configs.items()}
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = {key: pool.submit(_run_in_child, cfg, threads, child_args) for key, cfg in configs.items()}
+        return {key: _report(key, f.result()) for key, f in futures.items()}
+
+
+def _run_in_child(cfg: TrainConfig, threads: int, child_args: list[str]) -> dict:
+    """``run_one`` in a fresh interpreter limited to ``threads`` torch/OpenMP threads (set before torch loads)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, __file__, "--run-config", json.dumps(cfg.to_dict()), *child_args],
+                          check=False, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise DtkitError(f"run {cfg.run_dir} failed (exit {proc.returncode}); rerun the same command to resume it:\n{tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _report(key: tuple, result: dict) -> dict:
+    recipe, tier, algo, seed = key
+    print(f"{recipe}-{tier} {algo} seed {seed}: last {result['last']}, best {result['best']}", flush=True)
+    return result
 
 
 if __name__ == "__main__":

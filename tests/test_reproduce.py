@@ -23,7 +23,7 @@ def reproduce(monkeypatch, tmp_path):
 def test_tiny_reproduction_writes_the_table(reproduce, tmp_path, capsys):
     out = tmp_path / "results"
     args = ["--tiny", "--recipes", "hopper", "--seeds", "0", "--steps", "6", "--eval-every", "3", "--eval-episodes", "1",
-            "--out", str(out)]
+            "--jobs", "1", "--out", str(out)]
     assert reproduce.main(args) == 0
     results = json.loads((out / "results.json").read_text())
     rows = {(r["dataset"], r["algo"]): r for r in results["rows"]}
@@ -42,8 +42,11 @@ def test_tiny_reproduction_writes_the_table(reproduce, tmp_path, capsys):
 
 
 def test_bc_runs_have_no_return_token(reproduce, tmp_path):
+    """Also the --jobs path: each run in its own child process, two at a time."""
     out = tmp_path / "r"
-    reproduce.main(["--tiny", "--recipes", "hopper", "--seeds", "0", "--steps", "2", "--eval-every", "2", "--eval-episodes", "1",
-                    "--out", str(out)])
+    assert reproduce.main(["--tiny", "--recipes", "hopper", "--seeds", "0", "--steps", "2", "--eval-every", "2",
+                           "--eval-episodes", "1", "--jobs", "2", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["jobs"] == 2 and all(run["wall_s"] > 0 for r in results["rows"] for run in r["runs"])
     meta = json.loads(next((out / "runs" / "hopper" / "medium" / "bc-seed0" / "checkpoints").glob("step_*/meta.json")).read_text())
     assert meta["spec"]["layout"] == ["obs", "action"]

@@ -124,6 +124,18 @@ def _status(recipe: Recipe, spec: DatasetSpec) -> str:
     return "built" + (f": {card['episodes']} episodes, {card['transitions']} transitions" if card else "")
 
 
+def _training_status(recipe: Recipe, tiny: bool) -> str:
+    from dtkit.collect.train import read_index
+
+    folder = default_policy_dir(recipe, packaged=not tiny)
+    index = read_index(folder)
+    if index is None:
+        return "policies not trained"
+    if index.trained_steps >= recipe.train.steps:
+        return "policies trained"
+    return f"policies trained to {index.trained_steps:,} steps (build resumes there)"
+
+
 def list_text(*, tiny: bool = False) -> str:
     """Every recipe, its environment and training budget, and each dataset's id and state."""
     lines = []
@@ -134,7 +146,7 @@ def list_text(*, tiny: bool = False) -> str:
             lines.append(f"{name}: invalid recipe: {e}")
             continue
         lines.append(f"{name}: {recipe.env_id}, SB3 {recipe.train.algo.upper()} {recipe.train.steps:,} steps, "
-                     f"tiers {', '.join(t.name for t in recipe.tiers)}")
+                     f"tiers {', '.join(t.name for t in recipe.tiers)}; {_training_status(recipe, tiny)}")
         width = max(len(d.id) for d in recipe.outputs())
         lines += [f"  {d.id:<{width}}  {_status(recipe, d)}" for d in recipe.outputs()]
     return "\n".join(lines) if lines else f"no recipes in {recipe_dir()}"

@@ -96,7 +96,8 @@ def test_dataset_fingerprints_cover_only_their_tiers(tiny):
 @pytest.mark.parametrize("name", MUJOCO)
 def test_mujoco_recipes(name):
     r = load_recipe(name)
-    assert r.env_id.endswith("-v5") and r.train.algo == "sac" and r.train.steps == 1_000_000
+    assert r.env_id.endswith("-v5") and r.train.algo == "sac" and r.train.steps == 200_000
+    assert r.train.hyperparams["buffer_size"] >= r.train.steps  # never wraps: medium-replay sees every step
     assert r.train.hyperparams["learning_starts"] == 10_000  # rl-baselines3-zoo's MuJoCo setting
     assert [d.id for d in r.outputs()] == [
         f"dtkit/{name}/{tier}-v0" for tier in ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -201,6 +202,7 @@ def test_cli_datasets_build_list_info(tiny_cache, capsys):
     out = capsys.readouterr().out
     assert re.search(r"dtkit-tiny/hopper/medium-replay-v0\s+built: \d+ episodes", out)
     assert re.search(r"dtkit-tiny/walker2d/expert-v0\s+not built", out)
+    assert re.search(r"hopper: .*; policies trained\n", out) and "walker2d" in out
     assert main(["datasets", "info", "hopper", "--tiny"]) == 0
     out = capsys.readouterr().out
     assert "recipe hopper: dtkit_tiny/Hopper-v5" in out and "# dtkit-tiny/hopper/medium-expert-v0" in out
@@ -236,7 +238,7 @@ def test_cli_datasets_user_errors(argv, message, capsys):
 def test_cli_datasets_info_of_unbuilt_recipe(capsys):
     assert main(["datasets", "info", "walker2d"]) == 0
     out = capsys.readouterr().out
-    assert "SB3 SAC MlpPolicy, 1,000,000 steps" in out
+    assert "SB3 SAC MlpPolicy, 200,000 steps" in out
     assert "not built: dtkit datasets build walker2d" in out
 
 
