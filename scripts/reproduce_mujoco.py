@@ -52,7 +52,7 @@ PAPER = TrainConfig(context_len=20, lr=1e-4, weight_decay=1e-4, warmup_steps=10_
                     return_scale=1000.0, model=ModelConfig(d_model=128, n_layer=3, n_head=1, dropout=0.1))
 
 
-def dataset_ids(recipe: str, tiny: bool) -> dict[str, str]:
+def dataset_ids(recipe: str, tiny: bool, wanted: tuple[str, ...] = DATASETS) -> dict[str, str]:
     """Tier name -> dataset id for the wanted datasets of ``recipe``, built first when --tiny."""
     from dtkit.collect import catalog, load_recipe
 
@@ -61,10 +61,10 @@ def dataset_ids(recipe: str, tiny: bool) -> dict[str, str]:
         catalog.build(recipe, tiny=True, progress=False)
         spec = catalog.tiny_recipe(spec)
     ids = {d.id.split("/")[-1].rsplit("-v", 1)[0]: d.id for d in spec.outputs()}
-    missing = [d for d in DATASETS if d not in ids]
+    missing = [d for d in wanted if d not in ids]
     if missing:
         raise DtkitError(f"recipe {recipe!r} has no {missing} datasets; it lists {sorted(ids)}")
-    return {d: ids[d] for d in DATASETS}
+    return {d: ids[d] for d in wanted}
 
 
 def run_one(cfg: TrainConfig) -> dict:
@@ -106,6 +106,8 @@ def fmt(s: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipes", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
+    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS),
+                   help="which datasets of each recipe, trained in this order")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=100_000, help="gradient updates per run (the paper: 100k)")
     p.add_argument("--eval-every", type=int, default=10_000)
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         plan = [(recipe, tier, dataset_id, algo)
-                for recipe in args.recipes for tier, dataset_id in dataset_ids(recipe, args.tiny).items()
+                for recipe in args.recipes for tier, dataset_id in dataset_ids(recipe, args.tiny, tuple(args.datasets)).items()
                 for algo in ("dt", "bc")]
         configs = {(recipe, tier, algo, seed): replace(
                        base, dataset=dataset_id, seed=seed, return_token=algo == "dt",
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [header, "",
              "| dataset | DT last | DT best | BC last | BC best |", "|---|---|---|---|---|"]
     for recipe in args.recipes:
-        for tier in DATASETS:
+        for tier in args.datasets:
             dt = next(r for r in rows if r["recipe"] == recipe and r["dataset"] == tier and r["algo"] == "dt")
             bc = next(r for r in rows if r["recipe"] == recipe and r["dataset"] == tier and r["algo"] == "bc")
             lines.append(f"| {recipe}-{tier} | {fmt(dt['last'])} | {fmt(dt['best'])} | {fmt(bc['last'])} | {fmt(bc['best'])} |")

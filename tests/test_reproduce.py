@@ -39,6 +39,10 @@ def test_tiny_reproduction_writes_the_table(reproduce, tmp_path, capsys):
     assert reproduce.main(args) == 0
     assert (out / "runs" / "hopper" / "medium" / "dt-seed0" / "eval.json").stat().st_mtime == mtime
     assert (out / "results.md").read_text() == table
+    # --datasets picks (and orders) the datasets; the finished runs are reused
+    assert reproduce.main([*args, "--datasets", "medium-expert"]) == 0
+    lines = (out / "results.md").read_text().splitlines()
+    assert [x.split("|")[1].strip() for x in lines if x.startswith("| hopper")] == ["hopper-medium-expert"]
 
 
 def test_bc_runs_have_no_return_token(reproduce, tmp_path):
