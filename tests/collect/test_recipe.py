@@ -33,6 +33,22 @@ def test_cartpole_recipe_and_shipped_policies_match():
     assert sum(z.stat().st_size for z in zips) < 400_000
 
 
+def test_hopper_shipped_policies_hold_every_tier():
+    """medium and expert zips, and the replay chunks that rebuild medium-replay (every step up to medium)."""
+    from dtkit.collect.replay import replay_episodes
+
+    r = load_recipe("hopper")
+    shipped = recipe_dir() / "policies" / "hopper"
+    index = read_index(shipped)
+    assert index is not None, "shipped Hopper policies are missing"
+    assert index.run == train_run(r.env_id, r.train, r.seed) and index.trained_steps >= r.train.steps
+    assert sorted(c.file for c in index.checkpoints) == sorted(z.name for z in shipped.glob("*.zip"))
+    medium, expert = sorted(index.checkpoints, key=lambda c: c.return_stoch)
+    assert medium.return_stoch < 0.5 * expert.return_stoch  # medium is about a third of the expert
+    episodes = replay_episodes(shipped, medium.steps)
+    assert sum(len(e.actions) for e in episodes) == medium.steps
+
+
 def test_unknown_recipe_lists_known_ones():
     with pytest.raises(DtkitError, match=r"unknown recipe 'cartpol'.*cartpole"):
         load_recipe("cartpol")
