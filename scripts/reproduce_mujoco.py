@@ -39,6 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dtkit.errors import DtkitError
 from dtkit.io import atomic_write_json, atomic_write_text
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                    log_every=min(100, args.steps), progress=args.progress and args.jobs == 1)
     if args.tiny:
         base = replace(base, context_len=4, batch_size=8, warmup_steps=2, model=ModelConfig(d_model=16, n_layer=1))
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    # --jobs 1 trains in this process, on however many threads torch was given (OMP_NUM_THREADS)
+    threads = torch.get_num_threads() if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs)
     rows = []
     try:
         plan = [(recipe, tier, dataset_id, algo)
