@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,11 @@ from dtkit.io import atomic_file, atomic_write_json
 __all__ = ["Checkpoint", "PolicyIndex", "load_checkpoint", "prune_checkpoints", "read_index", "train_behaviour"]
 
 INDEX = "index.json"
-REPLAY = ".replay_buffer.pkl"
+
+
+def replay_buffer_file(steps: int) -> str:
+    """The pickled SB3 replay buffer as it stood at checkpoint ``steps`` (resuming an off-policy run needs it)."""
+    return f".replay_buffer-{steps:09d}.pkl"
 
 
 @dataclass(frozen=True)
@@ -175,8 +180,15 @@ def train_behaviour(
         model = cls.load(zips[-1], env=venv, device="cpu")
         # Reseed from the crash point so a resumed run is itself reproducible.
         model.set_random_seed(seed + model.num_timesteps)
-        if (policy_dir / REPLAY).is_file() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(policy_dir / REPLAY)
+        if hasattr(model, "load_replay_buffer"):
+            # The buffer of exactly this checkpoint: a crash between the pickle and the zip
+            # leaves a newer pickle behind, which must not be paired with the older policy.
+            buffer = policy_dir / replay_buffer_file(model.num_timesteps)
+            if buffer.is_file():
+                model.load_replay_buffer(buffer)
+            else:
+                print(f"dtkit: {policy_dir} has no {buffer.name}; {spec.algo} resumes at step "
+                      f"{model.num_timesteps:,} with an empty replay buffer", file=sys.stderr)
         for z in zips:  # a crash between a zip and its index entry: evaluate it now
             if z.name not in ckpts:
                 record(cls.load(z, device="cpu"), z.name)
@@ -197,16 +209,17 @@ def train_behaviour(
                 rows = (model.num_timesteps - start_steps) // spec.n_envs
                 save_replay_chunk(model, start_pos, rows, policy_dir / replay_file(model.num_timesteps))
             file = f"step-{model.num_timesteps:09d}.zip"
-            _save_zip(model, policy_dir / file)
             if hasattr(model, "save_replay_buffer") and model.num_timesteps < spec.steps:
-                with atomic_file(policy_dir / REPLAY) as tmp, open(tmp, "wb") as f:
+                with atomic_file(policy_dir / replay_buffer_file(model.num_timesteps)) as tmp, open(tmp, "wb") as f:
                     model.save_replay_buffer(f)
+            _save_zip(model, policy_dir / file)
+            _drop_replay_buffers(policy_dir, keep=model.num_timesteps)
             record(model, file)
             bar.set_postfix(ret=f"{ckpts[file].return_det:.1f}")
     finally:
         bar.close()
         venv.close()
-    (policy_dir / REPLAY).unlink(missing_ok=True)  # training is complete: the buffer is dead weight
+    _drop_replay_buffers(policy_dir, keep=None)  # training is complete: the buffer is dead weight
     result = read_index(policy_dir)
     assert result is not None
     return result
@@ -236,6 +249,13 @@ def prune_checkpoints(policy_dir: str | Path, keep: set[str], *, replay_upto: in
     for z in doomed:
         z.unlink()
     return pruned
+
+
+def _drop_replay_buffers(policy_dir: Path, keep: int | None) -> None:
+    """Delete the pickled replay buffers, all but checkpoint ``keep``'s (each is as big as the buffer)."""
+    for p in policy_dir.glob(".replay_buffer*.pkl"):
+        if keep is None or p.name != replay_buffer_file(keep):
+            p.unlink(missing_ok=True)
 
 
 def _buffer_pos(model: Any, record_replay: bool) -> int:

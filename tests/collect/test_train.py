@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dtkit.collect import read_index, train_behaviour
-from dtkit.collect.train import INDEX, REPLAY
+from dtkit.collect.train import INDEX, replay_buffer_file
 from dtkit.errors import DtkitError
 
 
@@ -65,8 +65,44 @@ def test_off_policy_crash_resumes_with_replay_buffer(tiny, tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         train_behaviour("Pendulum-v1", spec, tmp_path, seed=1)
     assert [c.steps for c in read_index(tmp_path).checkpoints] == [50]
-    assert (tmp_path / REPLAY).is_file()
+    assert [p.name for p in tmp_path.glob(".replay_buffer*")] == [replay_buffer_file(50)]
     monkeypatch.undo()
     index = train_behaviour("Pendulum-v1", spec, tmp_path, seed=1)
     assert [c.steps for c in index.checkpoints] == [50, 100]
-    assert not (tmp_path / REPLAY).exists()
+    assert not list(tmp_path.glob(".replay_buffer*"))
+
+
+def test_crash_before_zip_resumes_with_that_checkpoints_buffer(tiny, tmp_path, monkeypatch):
+    # A crash after checkpoint 100's buffer pickle was written but before its zip:
+    # the resumed run restarts from zip 50 and must load buffer 50, not buffer 100.
+    from stable_baselines3 import SAC
+
+    from dtkit.collect import train as train_module
+
+    spec = dataclasses.replace(tiny.recipe(tiny.PENDULUM).train, steps=150)
+    real_save, saves = train_module._save_zip, []
+
+    def crash_on_second_zip(model, path):
+        saves.append(path.name)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+        real_save(model, path)
+
+    monkeypatch.setattr(train_module, "_save_zip", crash_on_second_zip)
+    with pytest.raises(KeyboardInterrupt):
+        train_behaviour("Pendulum-v1", spec, tmp_path, seed=1)
+    assert sorted(p.name for p in tmp_path.glob(".replay_buffer*")) == [replay_buffer_file(50), replay_buffer_file(100)]
+    monkeypatch.undo()
+
+    real_load, loaded = SAC.load_replay_buffer, []
+
+    def spy_load(self, path, *args, **kwargs):
+        loaded.append((path.name, self.num_timesteps))
+        real_load(self, path, *args, **kwargs)
+        loaded.append(self.replay_buffer.pos)
+
+    monkeypatch.setattr(SAC, "load_replay_buffer", spy_load)
+    index = train_behaviour("Pendulum-v1", spec, tmp_path, seed=1)
+    assert loaded == [(replay_buffer_file(50), 50), 50]  # the buffer holds exactly the 50 steps the policy saw
+    assert [c.steps for c in index.checkpoints] == [50, 100, 150]
+    assert not list(tmp_path.glob(".replay_buffer*"))
