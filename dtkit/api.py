@@ -78,13 +78,14 @@ def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_r
     import gymnasium as gym
 
     from dtkit.data import check_env_spaces
+    from dtkit.gym_env import make_env
 
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, device=device)
     env_id = env_id or ckpt.env_id
     if env_id is None:
         raise DtkitError(f"checkpoint {ckpt.path} records no environment id; pass env_id (--env-id)")
     try:
-        env = gym.make(env_id)
+        env = make_env(env_id)
     except gym.error.Error as exc:
         raise DtkitError(f"environment {env_id!r} could not be made ({exc}); check the id or install its package") from None
     try:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gymnasium as gym
-
 import dtkit
 from dtkit.collect.card import card_files, make_card
 from dtkit.collect.episodes import REF_STREAM, evaluate, random_actor, sb3_actor
@@ -15,6 +13,7 @@ from dtkit.collect.tiers import expert_checkpoint, rollout_tiers, select_checkpo
 from dtkit.collect.train import PolicyIndex, load_checkpoint, prune_checkpoints, read_index, train_behaviour
 from dtkit.collect.writer import dataset_build_info, write_dataset
 from dtkit.errors import DtkitError
+from dtkit.gym_env import make_env
 
 __all__ = ["build_dataset", "build_datasets"]
 
@@ -70,7 +69,7 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path, *, force: bool = Fals
     # D4RL's reference scores: a uniform policy and the expert, each averaged over
     # `ref_episodes` episodes on seeds no tier uses.
     expert, expert_det = expert_checkpoint(index, recipe.tiers)
-    action_space = gym.make(recipe.env_id).action_space
+    action_space = make_env(recipe.env_id).action_space
     ref_min, _ = evaluate(recipe.env_id, random_actor(action_space, recipe.seed), recipe.ref_episodes,
                           recipe.seed, REF_STREAM)
     ref_max, _ = evaluate(recipe.env_id, sb3_actor(model(expert.file), expert_det), recipe.ref_episodes,

@@ -17,6 +17,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from dtkit.gym_env import make_env
+
 __all__ = [
     "Episode",
     "episode_seed",
@@ -87,7 +89,7 @@ def run_episodes(
     if (episodes is None) == (transitions is None):
         raise ValueError("pass exactly one of episodes or transitions")
     limit = episodes if episodes is not None else None
-    envs = [gym.make(env_id) for _ in range(n_parallel if limit is None else min(n_parallel, limit))]
+    envs = [make_env(env_id) for _ in range(n_parallel if limit is None else min(n_parallel, limit))]
     done: dict[int, Episode] = {}
     running: list[dict[str, Any] | None] = [None] * len(envs)
     next_index = 0

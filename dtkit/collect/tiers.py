@@ -13,8 +13,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
-
 from dtkit.collect.episodes import (
     TIER_RNG_STREAM,
     TIER_STREAM,
@@ -28,6 +26,7 @@ from dtkit.collect.episodes import (
 from dtkit.collect.recipe import TierSpec
 from dtkit.collect.train import Checkpoint, PolicyIndex
 from dtkit.errors import DtkitError
+from dtkit.gym_env import make_env
 
 __all__ = ["TierRollout", "expert_checkpoint", "rollout_tiers", "select_checkpoints"]
 
@@ -113,7 +112,7 @@ def rollout_tiers(
     """
     from tqdm.auto import tqdm
 
-    action_space = gym.make(env_id).action_space
+    action_space = make_env(env_id).action_space
     out = []
     for i, t in enumerate(tiers):
         if only is not None and t.name not in only:

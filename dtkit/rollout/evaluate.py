@@ -11,6 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dtkit.errors import DtkitError
+from dtkit.gym_env import check_registered, make_env
 from dtkit.policy import DTPolicy
 
 __all__ = ["EvalReport", "TargetResult", "evaluate", "make_vector_env", "normalized_score"]
@@ -77,12 +78,9 @@ def normalized_score(ret: float, ref_min: float | None, ref_max: float | None) -
 
 def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
     """A SyncVectorEnv that resets finished envs within the same step (their next obs is the new episode's)."""
-    try:
-        gym.spec(env_id)
-    except gym.error.Error as exc:
-        raise DtkitError(f"environment {env_id!r} is not registered with gymnasium ({exc}); check the id or import the package that registers it") from None
+    check_registered(env_id)
     kwargs = env_kwargs or {}
-    return gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
+    return gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
