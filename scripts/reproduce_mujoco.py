@@ -34,7 +34,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -187,8 +187,15 @@ def _run_all(configs: dict, jobs: int, threads: int, child_args: list[str]) -> d
     if jobs == 1:
         return {key: _report(key, run_one(cfg)) for key, cfg in configs.items()}
     with ThreadPoolExecutor(jobs) as pool:
-        futures = {key: pool.submit(_run_in_child, cfg, threads, child_args) for key, cfg in configs.items()}
-        return {key: _report(key, f.result()) for key, f in futures.items()}
+        keys = {pool.submit(_run_in_child, cfg, threads, child_args): key for key, cfg in configs.items()}
+        done = {}
+        try:
+            for future in as_completed(keys):  # a failure is reported when it happens, not in plan order
+                done[keys[future]] = _report(keys[future], future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # runs in flight finish; queued ones never start
+            raise
+        return {key: done[key] for key in configs}
 
 
 def _run_in_child(cfg: TrainConfig, threads: int, child_args: list[str]) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,23 @@ def test_bc_runs_have_no_return_token(reproduce, tmp_path):
     assert results["config"]["jobs"] == 2 and all(run["wall_s"] > 0 for r in results["rows"] for run in r["runs"])
     meta = json.loads(next((out / "runs" / "hopper" / "medium" / "bc-seed0" / "checkpoints").glob("step_*/meta.json")).read_text())
     assert meta["spec"]["layout"] == ["obs", "action"]
+
+
+def test_a_failed_run_stops_the_queue_at_once(reproduce, monkeypatch):
+    """With --jobs, a failing run is raised when it fails; queued runs never start."""
+    from dtkit.errors import DtkitError
+
+    started = []
+
+    def fake_child(cfg, threads, child_args):
+        started.append(cfg)
+        if cfg == "bad":
+            raise DtkitError("run bad failed")
+        time.sleep(0.3)
+        return {"last": 1.0, "best": 1.0}
+
+    monkeypatch.setattr(reproduce, "_run_in_child", fake_child)
+    configs = {("hopper", "medium", "dt", seed): "bad" if seed == 0 else f"ok{seed}" for seed in range(8)}
+    with pytest.raises(DtkitError, match="run bad failed"):
+        reproduce._run_all(configs, 2, 1, [])
+    assert "bad" in started and len(started) <= 3  # bad, the run beside it, at most one picked up meanwhile
