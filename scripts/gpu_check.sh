@@ -2,8 +2,9 @@
 # One short run of every CUDA path, for a session that is lent a GPU machine.
 # It installs nothing beyond the repo: bring torch with CUDA and the deps first.
 #   bash scripts/gpu_check.sh            # ~3 minutes on one H200
+#   BENCH_JSON=out/bench_cuda.json bash scripts/gpu_check.sh   # also keep the bench figures
 set -uo pipefail
 cd "$(dirname "$0")/.."
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
-python3 scripts/bench.py --device cuda --envs 16 64 --train-steps 40
+python3 scripts/bench.py --device cuda --envs 16 64 --train-steps 40 ${BENCH_JSON:+--json "$BENCH_JSON"}
