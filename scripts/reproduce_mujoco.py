@@ -16,6 +16,11 @@ comparable with published D4RL numbers.
 Runs are resumable: a finished run (its ``eval.json`` exists) is skipped and
 an interrupted one continues from its last checkpoint.
 
+Results accumulate in ``--out``: rows already in its ``results.json`` that this
+call does not train are kept, so recipes can be run one call at a time into
+one table. A call whose training configuration differs from that file's is
+refused (its finished runs would otherwise be reused under the new settings).
+
 Runs go to ``--jobs`` worker processes (default: one per CPU core, each with
 its share of torch threads), so two cores train two runs at once.
 
@@ -81,8 +86,8 @@ def run_one(cfg: TrainConfig) -> dict:
         before = json.loads(wall_file.read_text())["wall_s"] if resume and wall_file.is_file() else 0.0
         start = time.perf_counter()
         train(replace(cfg, resume=resume), progress=cfg.progress)
-        atomic_write_json(wall_file, {"wall_s": before + time.perf_counter() - start})
-    wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.is_file() else None
+        atomic_write_json(wall_file, {"wall_s": before + time.perf_counter() - start, "threads": torch.get_num_threads()})
+    timing = json.loads(wall_file.read_text()) if wall_file.is_file() else {}
     last = json.loads((run / "eval.json").read_text())
     history = []
     for line in (run / "eval_history.jsonl").read_text().splitlines():
@@ -92,7 +97,8 @@ def run_one(cfg: TrainConfig) -> dict:
             continue
     scores = [h["per_target"][0]["normalized_score"] for h in history if h["per_target"][0]["normalized_score"] is not None]
     return {"last": last["normalized_score"], "best": max(scores) if scores else None,
-            "last_return": last["mean_return"], "evaluations": len(history), "wall_s": wall}
+            "last_return": last["mean_return"], "evaluations": len(history), "wall_s": timing.get("wall_s"),
+            "threads": timing.get("threads")}
 
 
 def summarize(values: list[float | None]) -> dict:
@@ -143,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         base = replace(base, context_len=4, batch_size=8, warmup_steps=2, model=ModelConfig(d_model=16, n_layer=1))
     # --jobs 1 trains in this process, on however many threads torch was given (OMP_NUM_THREADS)
     threads = torch.get_num_threads() if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs)
+    config = {"steps": args.steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "tiny": args.tiny,
+              "train": base.to_dict()}
     rows = []
     try:
+        previous = _previous_rows(out / "results.json", config)
         plan = [(recipe, tier, dataset_id, algo)
                 for recipe in args.recipes for tier, dataset_id in dataset_ids(recipe, args.tiny, tuple(args.datasets)).items()
                 for algo in ("dt", "bc")]
@@ -155,31 +164,56 @@ def main(argv: list[str] | None = None) -> int:
         child_args = ["--tiny", "--recipes", *args.recipes] if args.tiny else []
         results = _run_all(configs, args.jobs, threads, child_args)
         for recipe, tier, dataset_id, algo in plan:
-            runs = [results[(recipe, tier, algo, seed)] for seed in args.seeds]
+            runs = [{**results[(recipe, tier, algo, seed)]} for seed in args.seeds]
+            for run in runs:  # runs timed before wall.json recorded threads ran with this call's share
+                run["threads"] = run.get("threads") or threads
             rows.append({"recipe": recipe, "dataset": tier, "dataset_id": dataset_id, "algo": algo, "seeds": args.seeds,
                          "last": summarize([r["last"] for r in runs]), "best": summarize([r["best"] for r in runs]),
                          "runs": runs})
     except DtkitError as exc:
         print(f"reproduce_mujoco: error: {exc}", file=sys.stderr)
         return 2
-    walls = [run["wall_s"] for r in rows for run in r["runs"] if run["wall_s"] is not None]
-    config = {"steps": args.steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "tiny": args.tiny,
-              "jobs": args.jobs, "threads_per_job": threads, "cpu_hours": sum(walls) * threads / 3600,
-              "train": base.to_dict()}
+    fresh = {(r["recipe"], r["dataset"], r["algo"]) for r in rows}
+    rows = [r for r in previous if (r["recipe"], r["dataset"], r["algo"]) not in fresh] + rows
+    cpu_s = [run["wall_s"] * run["threads"] for r in rows for run in r["runs"] if run["wall_s"] is not None]
+    config["cpu_hours"] = sum(cpu_s) / 3600
     atomic_write_json(out / "results.json", {"config": config, "rows": rows})
-    header = (f"Normalised score (mean ± std over seeds {args.seeds}; dtkit's own reference policies, not D4RL's), "
+    seeds = sorted({tuple(r["seeds"]) for r in rows})
+    seeds_text = f"seeds {list(seeds[0])}" if len(seeds) == 1 else "the seeds in results.json"
+    header = (f"Normalised score (mean ± std over {seeds_text}; dtkit's own reference policies, not D4RL's), "
               f"{args.steps:,} updates per run (lr {base.lr:g}, {base.lr_schedule} after a {base.warmup_steps:,}-step warm-up), "
               f"{args.eval_episodes} evaluation episodes; {config['cpu_hours']:.1f} CPU-hours in all.")
     lines = [header, "",
              "| dataset | DT last | DT best | BC last | BC best |", "|---|---|---|---|---|"]
-    for recipe in args.recipes:
-        for tier in args.datasets:
-            dt = next(r for r in rows if r["recipe"] == recipe and r["dataset"] == tier and r["algo"] == "dt")
-            bc = next(r for r in rows if r["recipe"] == recipe and r["dataset"] == tier and r["algo"] == "bc")
-            lines.append(f"| {recipe}-{tier} | {fmt(dt['last'])} | {fmt(dt['best'])} | {fmt(bc['last'])} | {fmt(bc['best'])} |")
+    by_key = {(r["recipe"], r["dataset"], r["algo"]): r for r in rows}
+    for recipe, tier in dict.fromkeys((r["recipe"], r["dataset"]) for r in rows):
+        cells = [fmt(by_key[(recipe, tier, algo)][kind]) if (recipe, tier, algo) in by_key else "n/a"
+                 for algo in ("dt", "bc") for kind in ("last", "best")]
+        lines.append(f"| {recipe}-{tier} | {' | '.join(cells)} |")
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def _previous_rows(path: Path, config: dict) -> list[dict]:
+    """The rows of an earlier ``results.json`` in the same --out, if it was made with the same training settings."""
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    ignore = {"progress", "log_every"}  # how a run is displayed and logged, not how it trains
+    config = json.loads(json.dumps(config))  # tuples as the file holds them: lists
+    then = {**old["config"], "train": {k: v for k, v in old["config"]["train"].items() if k not in ignore}}
+    now = {**config, "train": {k: v for k, v in config["train"].items() if k not in ignore}}
+    diff = sorted({k for k in ("steps", "eval_every", "eval_episodes", "tiny") if then.get(k) != now.get(k)}
+                  | {f"train.{k}" for k in now["train"].keys() | then["train"].keys()
+                     if then["train"].get(k) != now["train"].get(k)})
+    if diff:
+        raise DtkitError(f"{path} holds results made with other settings ({', '.join(diff)} differ); "
+                         "use another --out, or rerun with that file's settings")
+    for row in old["rows"]:  # files written before runs recorded their threads
+        for run in row["runs"]:
+            run["threads"] = run.get("threads") or old["config"].get("threads_per_job", 1)
+    return old["rows"]
 
 
 def _run_all(configs: dict, jobs: int, threads: int, child_args: list[str]) -> dict:

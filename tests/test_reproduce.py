@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -40,10 +41,16 @@ def test_tiny_reproduction_writes_the_table(reproduce, tmp_path, capsys):
     assert reproduce.main(args) == 0
     assert (out / "runs" / "hopper" / "medium" / "dt-seed0" / "eval.json").stat().st_mtime == mtime
     assert (out / "results.md").read_text() == table
-    # --datasets picks (and orders) the datasets; the finished runs are reused
+    # --datasets picks the datasets; the finished runs are reused and the rows of earlier calls are kept
     assert reproduce.main([*args, "--datasets", "medium-expert"]) == 0
-    lines = (out / "results.md").read_text().splitlines()
-    assert [x.split("|")[1].strip() for x in lines if x.startswith("| hopper")] == ["hopper-medium-expert"]
+    assert (out / "results.md").read_text() == table
+    # other training settings in the same --out are refused before anything trains
+    steps = args.index("--steps") + 1
+    ckpts = sorted((out / "runs" / "hopper" / "medium" / "dt-seed0" / "checkpoints").iterdir())
+    assert reproduce.main([*args[:steps], "7", *args[steps + 1:]]) == 2
+    assert "holds results made with other settings (steps, train.steps differ)" in capsys.readouterr().err
+    assert (out / "results.md").read_text() == table
+    assert sorted((out / "runs" / "hopper" / "medium" / "dt-seed0" / "checkpoints").iterdir()) == ckpts
 
 
 def test_bc_runs_have_no_return_token(reproduce, tmp_path):
@@ -52,7 +59,8 @@ def test_bc_runs_have_no_return_token(reproduce, tmp_path):
     assert reproduce.main(["--tiny", "--recipes", "hopper", "--seeds", "0", "--steps", "2", "--eval-every", "2",
                            "--eval-episodes", "1", "--jobs", "2", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["config"]["jobs"] == 2 and all(run["wall_s"] > 0 for r in results["rows"] for run in r["runs"])
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert all(run["wall_s"] > 0 and run["threads"] == threads for r in results["rows"] for run in r["runs"])
     meta = json.loads(next((out / "runs" / "hopper" / "medium" / "bc-seed0" / "checkpoints").glob("step_*/meta.json")).read_text())
     assert meta["spec"]["layout"] == ["obs", "action"]
 
