@@ -58,6 +58,9 @@ PAPER = TrainConfig(context_len=20, lr=1e-4, weight_decay=1e-4, warmup_steps=10_
                     return_scale=1000.0, model=ModelConfig(d_model=128, n_layer=3, n_head=1, dropout=0.1))
 
 
+RESUME_HINT = "rerun the same command to resume: finished runs are skipped, interrupted ones continue from their last checkpoint"
+
+
 def dataset_ids(recipe: str, tiny: bool, wanted: tuple[str, ...] = DATASETS) -> dict[str, str]:
     """Tier name -> dataset id for the wanted datasets of ``recipe``, built first when --tiny."""
     from dtkit.collect import catalog, load_recipe
@@ -172,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
                          "runs": runs})
     except DtkitError as exc:
         print(f"reproduce_mujoco: error: {exc}", file=sys.stderr)
+        if "interrupted" in str(exc):  # the trainer's own advice names `dtkit train --resume`
+            print(f"reproduce_mujoco: {RESUME_HINT}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"reproduce_mujoco: interrupted; {RESUME_HINT}", file=sys.stderr)
+        return 130
     fresh = {(r["recipe"], r["dataset"], r["algo"]) for r in rows}
     rows = [r for r in previous if (r["recipe"], r["dataset"], r["algo"]) not in fresh] + rows
     cpu_s = [run["wall_s"] * run["threads"] for r in rows for run in r["runs"] if run["wall_s"] is not None]

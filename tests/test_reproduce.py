@@ -83,3 +83,14 @@ def test_a_failed_run_stops_the_queue_at_once(reproduce, monkeypatch):
     with pytest.raises(DtkitError, match="run bad failed"):
         reproduce._run_all(configs, 2, 1, [])
     assert "bad" in started and len(started) <= 3  # bad, the run beside it, at most one picked up meanwhile
+
+
+def test_ctrl_c_says_how_to_resume(reproduce, monkeypatch, tmp_path, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reproduce, "_run_all", interrupted)
+    assert reproduce.main(["--tiny", "--recipes", "hopper", "--datasets", "medium", "--seeds", "0",
+                           "--out", str(tmp_path / "r")]) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "results.json").exists()
