@@ -33,14 +33,15 @@ def test_cartpole_recipe_and_shipped_policies_match():
     assert sum(z.stat().st_size for z in zips) < 400_000
 
 
-def test_hopper_shipped_policies_hold_every_tier():
+@pytest.mark.parametrize("name", ["hopper", "halfcheetah", "walker2d"])
+def test_shipped_mujoco_policies_hold_every_tier(name):
     """medium and expert zips, and the replay chunks that rebuild medium-replay (every step up to medium)."""
     from dtkit.collect.replay import replay_episodes
 
-    r = load_recipe("hopper")
-    shipped = recipe_dir() / "policies" / "hopper"
+    r = load_recipe(name)
+    shipped = recipe_dir() / "policies" / name
     index = read_index(shipped)
-    assert index is not None, "shipped Hopper policies are missing"
+    assert index is not None, f"shipped {name} policies are missing"
     assert index.run == train_run(r.env_id, r.train, r.seed) and index.trained_steps >= r.train.steps
     assert sorted(c.file for c in index.checkpoints) == sorted(z.name for z in shipped.glob("*.zip"))
     medium, expert = sorted(index.checkpoints, key=lambda c: c.return_stoch)
