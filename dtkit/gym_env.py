@@ -2,7 +2,7 @@
 
 MuJoCo prints its warnings to the terminal and appends them to ``MUJOCO_LOG.TXT``
 in the working directory. Gymnasium's HalfCheetah XML uses a compiler attribute
-MuJoCo 3 deprecates, so every HalfCheetah env made (ten per evaluation, one per
+current MuJoCo releases deprecate (`settotalmass`), so every HalfCheetah env made (ten per evaluation, one per
 rollout worker) repeated that notice and left the log file behind. dtkit routes
 MuJoCo's warnings through Python's ``warnings`` instead and drops that one
 deprecation notice, which users cannot act on.
@@ -18,22 +18,17 @@ import gymnasium as gym
 
 from dtkit.errors import DtkitError
 
-__all__ = ["check_registered", "make_env", "quiet_mujoco"]
-
-
-def check_registered(env_id: str) -> None:
-    """Raise a DtkitError naming ``env_id`` when Gymnasium does not know it."""
-    try:
-        gym.spec(env_id)
-    except gym.error.Error as exc:
-        raise DtkitError(f"environment {env_id!r} is not registered with gymnasium ({exc}); "
-                         "check the id or import the package that registers it") from None
+__all__ = ["make_env", "quiet_mujoco"]
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` with a clear error for an unknown id and MuJoCo's warnings tamed."""
-    check_registered(env_id)
-    if "mujoco" in str(gym.spec(env_id).entry_point):
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise DtkitError(f"environment {env_id!r} is not registered with gymnasium ({exc}); "
+                         "check the id or import the package that registers it") from None
+    if "mujoco" in str(spec.entry_point):
         quiet_mujoco()
     return gym.make(env_id, **kwargs)
 

@@ -26,7 +26,7 @@ from dtkit.collect.episodes import evaluate, sb3_actor
 from dtkit.collect.recipe import ALGOS, TrainSpec
 from dtkit.collect.replay import replay_chunks, replay_file, save_replay_chunk
 from dtkit.errors import DtkitError
-from dtkit.gym_env import check_registered, make_env
+from dtkit.gym_env import make_env
 from dtkit.io import atomic_file, atomic_write_json
 
 __all__ = ["Checkpoint", "PolicyIndex", "load_checkpoint", "prune_checkpoints", "read_index", "train_behaviour"]
@@ -175,7 +175,6 @@ def train_behaviour(
             env_id, spec.algo, seed, run, listed[-1].steps, spec.eval_episodes, listed,
         ).to_json())
 
-    check_registered(env_id)
     venv = make_vec_env(functools.partial(make_env, env_id), n_envs=spec.n_envs, seed=seed)
     zips = sorted(policy_dir.glob("step-*.zip"))
     cls = _algo_class(spec.algo)

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dtkit.errors import DtkitError
-from dtkit.gym_env import check_registered, make_env
+from dtkit.gym_env import make_env
 from dtkit.policy import DTPolicy
 
 __all__ = ["EvalReport", "TargetResult", "evaluate", "make_vector_env", "normalized_score"]
@@ -78,8 +78,7 @@ def normalized_score(ret: float, ref_min: float | None, ref_max: float | None) -
 
 def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
     """A SyncVectorEnv that resets finished envs within the same step (their next obs is the new episode's)."""
-    check_registered(env_id)
-    kwargs = env_kwargs or {}
+    kwargs = env_kwargs or {}  # an unknown id fails in make_env, as SyncVectorEnv builds the envs here
     return gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
