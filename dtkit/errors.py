@@ -7,8 +7,16 @@ non-zero without a traceback; bugs still raise ordinary exceptions.
 
 from __future__ import annotations
 
-__all__ = ["DtkitError"]
+__all__ = ["DtkitError", "TrainingInterrupted"]
 
 
 class DtkitError(Exception):
     """A user error: the message names the bad input and the fix."""
+
+
+class TrainingInterrupted(DtkitError):
+    """Training was stopped (Ctrl-C, SIGTERM) after a checkpoint was saved; ``checkpoint`` is its path."""
+
+    def __init__(self, message: str, checkpoint: str) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dtkit.errors import DtkitError
+from dtkit.errors import DtkitError, TrainingInterrupted
 from dtkit.io import atomic_write_json, atomic_write_text
 from dtkit.model import ModelConfig
 from dtkit.trainer import TrainConfig, train
@@ -101,7 +101,7 @@ def run_one(cfg: TrainConfig) -> dict:
     scores = [h["per_target"][0]["normalized_score"] for h in history if h["per_target"][0]["normalized_score"] is not None]
     return {"last": last["normalized_score"], "best": max(scores) if scores else None,
             "last_return": last["mean_return"], "evaluations": len(history), "wall_s": timing.get("wall_s"),
-            "threads": timing.get("threads")}
+            "threads": timing.get("threads", torch.get_num_threads())}  # wall.json before it kept threads
 
 
 def summarize(values: list[float | None]) -> dict:
@@ -150,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                    log_every=min(100, args.steps), progress=args.progress and args.jobs == 1)
     if args.tiny:
         base = replace(base, context_len=4, batch_size=8, warmup_steps=2, model=ModelConfig(d_model=16, n_layer=1))
-    # --jobs 1 trains in this process, on however many threads torch was given (OMP_NUM_THREADS)
-    threads = torch.get_num_threads() if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)  # per child process when --jobs > 1
     config = {"steps": args.steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "tiny": args.tiny,
               "train": base.to_dict()}
     rows = []
@@ -167,20 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         child_args = ["--tiny", "--recipes", *args.recipes] if args.tiny else []
         results = _run_all(configs, args.jobs, threads, child_args)
         for recipe, tier, dataset_id, algo in plan:
-            runs = [{**results[(recipe, tier, algo, seed)]} for seed in args.seeds]
-            for run in runs:  # runs timed before wall.json recorded threads ran with this call's share
-                run["threads"] = run.get("threads") or threads
+            runs = [results[(recipe, tier, algo, seed)] for seed in args.seeds]
             rows.append({"recipe": recipe, "dataset": tier, "dataset_id": dataset_id, "algo": algo, "seeds": args.seeds,
                          "last": summarize([r["last"] for r in runs]), "best": summarize([r["best"] for r in runs]),
                          "runs": runs})
+    except (KeyboardInterrupt, TrainingInterrupted) as exc:  # the trainer's own advice is `dtkit train --resume`
+        saved = f" (checkpoint {exc.checkpoint})" if isinstance(exc, TrainingInterrupted) else ""
+        print(f"reproduce_mujoco: interrupted{saved}; {RESUME_HINT}", file=sys.stderr)
+        return 130
     except DtkitError as exc:
         print(f"reproduce_mujoco: error: {exc}", file=sys.stderr)
-        if "interrupted" in str(exc):  # the trainer's own advice names `dtkit train --resume`
-            print(f"reproduce_mujoco: {RESUME_HINT}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"reproduce_mujoco: interrupted; {RESUME_HINT}", file=sys.stderr)
-        return 130
     fresh = {(r["recipe"], r["dataset"], r["algo"]) for r in rows}
     rows = [r for r in previous if (r["recipe"], r["dataset"], r["algo"]) not in fresh] + rows
     cpu_s = [run["wall_s"] * run["threads"] for r in rows for run in r["runs"] if run["wall_s"] is not None]
@@ -208,20 +204,23 @@ def _previous_rows(path: Path, config: dict) -> list[dict]:
     if not path.is_file():
         return []
     old = json.loads(path.read_text())
-    ignore = {"progress", "log_every"}  # how a run is displayed and logged, not how it trains
-    config = json.loads(json.dumps(config))  # tuples as the file holds them: lists
-    then = {**old["config"], "train": {k: v for k, v in old["config"]["train"].items() if k not in ignore}}
-    now = {**config, "train": {k: v for k, v in config["train"].items() if k not in ignore}}
-    diff = sorted({k for k in ("steps", "eval_every", "eval_episodes", "tiny") if then.get(k) != now.get(k)}
-                  | {f"train.{k}" for k in now["train"].keys() | then["train"].keys()
-                     if then["train"].get(k) != now["train"].get(k)})
+    then, now = _settings(old["config"]), _settings(json.loads(json.dumps(config)))  # tuples as the file has them
+    diff = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
     if diff:
         raise DtkitError(f"{path} holds results made with other settings ({', '.join(diff)} differ); "
                          "use another --out, or rerun with that file's settings")
-    for row in old["rows"]:  # files written before runs recorded their threads
-        for run in row["runs"]:
-            run["threads"] = run.get("threads") or old["config"].get("threads_per_job", 1)
     return old["rows"]
+
+
+def _settings(config: dict) -> dict:
+    """The settings a run's result depends on, flat: ``steps``, ``train.lr``, ...
+
+    ``train.progress`` and ``train.log_every`` are left out: they change what is
+    displayed and logged, not what is trained.
+    """
+    flat = {k: config.get(k) for k in ("steps", "eval_every", "eval_episodes", "tiny")}
+    flat.update({f"train.{k}": v for k, v in config["train"].items() if k not in ("progress", "log_every")})
+    return flat
 
 
 def _run_all(configs: dict, jobs: int, threads: int, child_args: list[str]) -> dict:

@@ -85,8 +85,13 @@ def test_a_failed_run_stops_the_queue_at_once(reproduce, monkeypatch):
     assert "bad" in started and len(started) <= 3  # bad, the run beside it, at most one picked up meanwhile
 
 
-def test_ctrl_c_says_how_to_resume(reproduce, monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("where", ["script", "trainer"])
+def test_ctrl_c_says_how_to_resume(reproduce, monkeypatch, tmp_path, capsys, where):
+    from dtkit.errors import TrainingInterrupted
+
     def interrupted(*args, **kwargs):
+        if where == "trainer":  # the trainer checkpointed and raised its own error
+            raise TrainingInterrupted("interrupted at step 3; continue with --resume", "runs/x/step_00000003")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(reproduce, "_run_all", interrupted)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from dtkit import __version__
 from dtkit.data import SegmentSampler, Trajectories, load_trajectories, obs_statistics, spec_from_spaces
 from dtkit.encoders import EncoderConfig
-from dtkit.errors import DtkitError
+from dtkit.errors import DtkitError, TrainingInterrupted
 from dtkit.io import atomic_write_json
 from dtkit.model import DecisionTransformer
 from dtkit.policy import DTPolicy
@@ -260,7 +260,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         bar.close()
         if step > start_step:
             saved = checkpoint(step)
-            raise DtkitError(f"interrupted at step {step}; checkpoint saved at {saved}; continue with --resume --run-dir {run_dir}") from None
+            raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved at {saved}; "
+                                      f"continue with --resume --run-dir {run_dir}", str(saved)) from None
         raise
     bar.close()
     if step > start_step or last_ckpt is None:

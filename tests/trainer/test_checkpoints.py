@@ -62,6 +62,27 @@ def test_resume_continues_from_last_checkpoint(make_dataset, tmp_path):
         torch.testing.assert_close(w_full[k], w_res[k], atol=1e-5, rtol=1e-4)
 
 
+def test_ctrl_c_checkpoints_and_raises_training_interrupted(make_dataset, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from dtkit.errors import TrainingInterrupted
+
+    dataset_id = make_dataset("CartPole-v1", n_episodes=6)
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def ctrl_c_on_step_13(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 13:
+            raise KeyboardInterrupt
+        return real_clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", ctrl_c_on_step_13)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 12") as caught:
+        train(replace(TINY, dataset=dataset_id, run_dir=str(tmp_path / "run")), progress=False)
+    assert isinstance(caught.value, DtkitError)  # the CLI still prints it as one line
+    assert Path(caught.value.checkpoint).name == "step_00000012" and Path(caught.value.checkpoint).is_dir()
+
+
 def test_resume_without_checkpoint_is_an_error(make_dataset, tmp_path):
     dataset_id = make_dataset("CartPole-v1", n_episodes=2)
     with pytest.raises(DtkitError, match="holds no checkpoint"):
