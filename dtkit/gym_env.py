@@ -18,19 +18,65 @@ import gymnasium as gym
 
 from dtkit.errors import DtkitError
 
-__all__ = ["make_env", "quiet_mujoco"]
+__all__ = ["make_env", "env_spec_for", "import_env_modules", "quiet_mujoco"]
 
 
-def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make`` with a clear error for an unknown id and MuJoCo's warnings tamed."""
+def import_env_modules(modules: tuple[str, ...] | list[str]) -> None:
+    """Import modules that register environments (``--env-module``), with one clear error per bad name."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise DtkitError(f"--env-module {name!r} could not be imported ({exc}); put the module that calls "
+                             "gymnasium.register on PYTHONPATH (or install its package)") from None
+
+
+def env_spec_for(env_id: str, recorded_spec: str | None = None) -> gym.envs.registration.EnvSpec:
+    """The spec to make ``env_id`` from.
+
+    ``env_id`` may use gymnasium's ``"module:Env-v0"`` form (the module is
+    imported first, as ``gym.make`` does). When ``recorded_spec`` (a dataset's
+    ``env_spec`` JSON, as Minari stores it) describes the same id, it wins: it
+    carries the kwargs, time limit and wrappers the data was collected with,
+    and it rebuilds envs registered only in the collecting process (the
+    ``dtkit_tiny/...`` envs of ``--tiny`` builds).
+    """
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        import_env_modules([module])
+    else:
+        name = env_id
+    if recorded_spec:
+        try:
+            rec = gym.envs.registration.EnvSpec.from_json(recorded_spec)
+        except Exception:  # a spec from another gymnasium version: the registry below decides
+            rec = None
+        if rec is not None and rec.id == name:
+            return rec
+    if name.startswith("dtkit/"):
+        import dtkit.envs  # noqa: F401  registers the bundled dtkit/... ids (cheap: lazy entry points)
     try:
-        spec = gym.spec(env_id)
+        return gym.spec(name)
     except gym.error.Error as exc:
-        raise DtkitError(f"environment {env_id!r} is not registered with gymnasium ({exc}); "
-                         "check the id or import the package that registers it") from None
+        raise DtkitError(f"environment {env_id!r} is not registered with gymnasium ({exc}); check the id, "
+                         "write it as 'module:Env-v0', or pass --env-module with the module that registers it") from None
+
+
+def make_env(env_id: str, recorded_spec: str | None = None, **kwargs: Any) -> gym.Env:
+    """``gym.make`` with a clear error for an unknown id and MuJoCo's warnings tamed.
+
+    See :func:`env_spec_for` for ``"module:Env-v0"`` ids and ``recorded_spec``.
+    """
+    spec = env_spec_for(env_id, recorded_spec)
     if "mujoco" in str(spec.entry_point):
         quiet_mujoco()
-    return gym.make(env_id, **kwargs)
+    try:
+        return gym.make(spec, **kwargs)
+    except (gym.error.Error, ImportError) as exc:  # a missing extra or a bad entry point: the user's to fix
+        raise DtkitError(f"environment {env_id!r} could not be made ({type(exc).__name__}: {exc}); "
+                         "install its package or check the id") from None
 
 
 @functools.cache

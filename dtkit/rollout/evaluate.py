@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import gymnasium as gym
 import numpy as np
@@ -52,9 +54,14 @@ class EvalReport:
     ref_max_score: float | None = None
     checkpoint: str | None = None
     dataset_id: str | None = None
+    seed: int | None = None
+    """Seed of the envs' first reset for every target (each target restarts from it)."""
+    non_finite_reason: str | None = None
+    """Set when an episode return was NaN or inf; those values are written as null."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON data: a non-finite number becomes null (``non_finite_reason`` says why), never NaN."""
+        return _finite_or_none(asdict(self))
 
     def summary(self) -> str:
         lines = [f"{self.env_id}: {self.num_episodes} episodes x {len(self.target_returns)} target(s), "
@@ -76,11 +83,55 @@ def normalized_score(ret: float, ref_min: float | None, ref_max: float | None) -
     return 100.0 * (ret - ref_min) / (ref_max - ref_min), None
 
 
-def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
-    """A SyncVectorEnv that resets finished envs within the same step (their next obs is the new episode's)."""
-    kwargs = env_kwargs or {}  # an unknown id fails in make_env, as SyncVectorEnv builds the envs here
-    return gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+EnvSource = Union[str, gym.vector.VectorEnv, Callable[[], gym.Env]]
+"""What :func:`evaluate` runs in: a registered id, a vector env, or a factory of single envs."""
+
+
+def _finite_or_none(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite_or_none(v) for v in x]
+    return x
+
+
+def _same_step_autoreset() -> dict[str, Any]:
+    # gymnasium 1.0 has no AutoresetMode: its vector envs always reset on the step after an episode ends,
+    # which _run_target handles too. 1.1+ can reset within the step, which saves one model call per episode.
+    mode = getattr(gym.vector, "AutoresetMode", None)
+    return {"autoreset_mode": mode.SAME_STEP} if mode is not None else {}
+
+
+def make_vector_env(env: str | Callable[[], gym.Env], num_envs: int, env_kwargs: dict[str, Any] | None = None,
+                    recorded_spec: str | None = None) -> gym.vector.VectorEnv:
+    """A SyncVectorEnv of ``num_envs`` copies of ``env`` (an id, or a factory of single envs).
+
+    ``recorded_spec``: a dataset's env spec JSON, used to remake the env it was collected in (see :func:`make_env`).
+    """
+    if isinstance(env, str):
+        kwargs = env_kwargs or {}
+        make_env(env, recorded_spec, **kwargs).close()  # an unknown id fails here, once, with a clear line
+        factory: Callable[[], gym.Env] = lambda: make_env(env, recorded_spec, **kwargs)  # noqa: E731
+    else:
+        factory = env
+    return gym.vector.SyncVectorEnv([factory for _ in range(num_envs)], **_same_step_autoreset())
+
+
+def _next_step_autoreset(envs: gym.vector.VectorEnv) -> bool:
+    """True when ``envs`` resets a finished env on the following step (gymnasium 1.0, or NEXT_STEP on 1.1+)."""
+    mode = envs.metadata.get("autoreset_mode")
+    enum = getattr(gym.vector, "AutoresetMode", None)
+    if mode is None or enum is None:
+        return True  # gymnasium 1.0 records no mode: it only has next-step resets
+    mode = mode.value if hasattr(mode, "value") else str(mode)
+    if mode == enum.SAME_STEP.value:
+        return False
+    if mode == enum.NEXT_STEP.value:
+        return True
+    raise DtkitError(f"the vector env resets with autoreset_mode={mode!r}; dtkit evaluates with NEXT_STEP or SAME_STEP "
+                     "(gymnasium's default), so build the vector env with one of those")
 
 
 def _run_target(policy: DTPolicy, envs: gym.vector.VectorEnv, target: float, num_episodes: int, seed: int,
@@ -96,14 +147,21 @@ def _run_target(policy: DTPolicy, envs: gym.vector.VectorEnv, target: float, num
     policy.reset()
     obs, _ = envs.reset(seed=seed)
     steps = 0
+    next_step = _next_step_autoreset(envs)
+    resetting = np.zeros(n, dtype=bool)  # NEXT_STEP mode: these envs spend this step resetting
     while (got < quota).any():
         action = policy.act(obs)
         obs, reward, terminated, truncated, _ = envs.step(action)
+        reward = np.asarray(reward, dtype=np.float64)
         policy.record(reward)
-        ep_ret += reward
-        ep_len += 1
-        steps += n
-        done = np.logical_or(terminated, truncated)
+        live = ~resetting
+        ep_ret += np.where(live, reward, 0.0)
+        ep_len += live
+        steps += int(live.sum())
+        if resetting.any():  # the obs just returned starts a new episode; the action taken was ignored
+            policy.reset(resetting)
+            ep_ret[resetting], ep_len[resetting] = 0.0, 0
+        done = np.logical_or(terminated, truncated) & live
         if done.any():
             for i in np.flatnonzero(done & (got < quota)):
                 returns.append(float(ep_ret[i]))
@@ -112,18 +170,26 @@ def _run_target(policy: DTPolicy, envs: gym.vector.VectorEnv, target: float, num
                 if bar is not None:
                     bar.update(1)
             ep_ret[done], ep_len[done] = 0.0, 0
-            policy.reset(done)
+            if not next_step:
+                policy.reset(done)
+        resetting = done if next_step else resetting
     return returns, lengths, steps
 
 
-def evaluate(policy: DTPolicy, env_id: str, target_returns: list[float], num_episodes: int = 10, *, seed: int = 0,
+def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], num_episodes: int = 10, *, seed: int = 0,
              ref_min_score: float | None = None, ref_max_score: float | None = None, progress: bool = True,
-             env_kwargs: dict[str, Any] | None = None) -> EvalReport:
+             env_kwargs: dict[str, Any] | None = None, recorded_spec: str | None = None) -> EvalReport:
     """Roll out ``policy`` for ``num_episodes`` per target return in ``policy.num_envs`` vectorised envs.
+
+    Args:
+        env_id: a gymnasium id (``"module:Env-v0"`` works), a ``gymnasium.vector.VectorEnv`` with
+            ``policy.num_envs`` envs (wrapped or unregistered envs; it is closed afterwards), or a
+            zero-argument factory of single envs. The spaces must match the policy's either way.
+        recorded_spec: the dataset's env spec JSON, to remake the env it was collected in from an id.
 
     Example:
         >>> report = evaluate(policy, "CartPole-v1", [500.0], num_episodes=10)  # doctest: +SKIP
-        >>> report.mean_return  # doctest: +SKIP
+        >>> report = evaluate(policy, lambda: MyWrapper(gym.make("CartPole-v1")), [500.0])  # doctest: +SKIP
     """
     if not target_returns:
         raise DtkitError("no target returns given; pass at least one, e.g. --target-returns 500")
@@ -132,7 +198,23 @@ def evaluate(policy: DTPolicy, env_id: str, target_returns: list[float], num_epi
             raise DtkitError(f"target return {t!r} is not finite; pass finite numbers, e.g. --target-returns 500")
     if num_episodes < 1:
         raise DtkitError(f"num_episodes={num_episodes} is invalid; use at least 1")
-    envs = make_vector_env(env_id, policy.num_envs, env_kwargs)
+    from dtkit.data.spaces import check_env_spaces
+
+    if isinstance(env_id, gym.vector.VectorEnv):
+        envs, name = env_id, _env_name(env_id)
+    elif isinstance(env_id, str) or callable(env_id):
+        envs = make_vector_env(env_id, policy.num_envs, env_kwargs, recorded_spec)
+        name = env_id if isinstance(env_id, str) else _env_name(envs)
+    else:
+        raise DtkitError(f"evaluate needs an env id, a gymnasium VectorEnv or an env factory, got {type(env_id).__name__}")
+    try:
+        if envs.num_envs != policy.num_envs:
+            raise DtkitError(f"the vector env has {envs.num_envs} envs but the policy drives num_envs={policy.num_envs}; "
+                             "make them equal")
+        check_env_spaces(policy.spec, envs.single_observation_space, envs.single_action_space, name, "the policy")
+    except BaseException:
+        envs.close()
+        raise
     results: list[TargetResult] = []
     total_steps, start = 0, time.perf_counter()
     reasons: list[str | None] = []
@@ -149,9 +231,17 @@ def evaluate(policy: DTPolicy, env_id: str, target_returns: list[float], num_epi
         envs.close()
     wall = time.perf_counter() - start
     first = results[0]
+    bad = [r.target_return for r in results if not all(math.isfinite(x) for x in r.episode_returns)]
     return EvalReport(
-        env_id=env_id, target_returns=[float(t) for t in target_returns], episode_returns=first.episode_returns,
+        env_id=name, target_returns=[float(t) for t in target_returns], episode_returns=first.episode_returns,
         mean_return=first.mean_return, normalized_score=first.normalized_score, normalized_score_reason=reasons[0],
         num_envs=policy.num_envs, num_episodes=num_episodes, env_steps_per_s=total_steps / wall, env_steps=total_steps,
         wall_s=wall, cache=policy.use_cache, per_target=results, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
+        seed=seed, non_finite_reason=(f"the environment returned non-finite rewards (targets {bad}); those returns are null"
+                                      if bad else None),
     )
+
+
+def _env_name(envs: gym.vector.VectorEnv) -> str:
+    spec = getattr(envs.unwrapped, "spec", None) or getattr(getattr(envs, "envs", [None])[0], "spec", None)
+    return spec.id if spec is not None else type(envs).__name__
