@@ -40,7 +40,8 @@ def spec_from_spaces(
 
     Args:
         obs_encoders: encoder per observation key ("obs" for a plain space); keys left
-            out get "mlp" for Box and "embedding" for Discrete.
+            out get their modality's default ("mlp" for vectors, "embedding" for Discrete,
+            "cnn" for uint8 images).
         where: names the source of the spaces in error messages.
 
     Example:
@@ -48,7 +49,7 @@ def spec_from_spaces(
         >>> spec.tokens_per_step
         3
     """
-    from dtkit.encoders import build_encoder  # resolve names now so a typo fails before training
+    from dtkit.encoders import default_encoder, encoder_class, encoder_tokens  # resolve names now so a typo fails before training
 
     if context_len < 1:
         raise DtkitError(f"context length K={context_len} is invalid; use K >= 1 (the original DT uses K=20)")
@@ -61,10 +62,11 @@ def spec_from_spaces(
     fields = []
     for key, sub in items:
         info = _obs_info(key, sub, where)
-        default = "embedding" if info.n is not None else "mlp"
-        enc_cfg = obs_encoders.get(key, EncoderConfig(default))
-        n_tokens = build_encoder(enc_cfg, info, 8).n_tokens
-        normalize = info.n is None and np.issubdtype(np.dtype(info.dtype), np.floating)
+        enc_cfg = obs_encoders.get(key) or default_encoder(info)
+        n_tokens = encoder_tokens(enc_cfg, info)
+        # The encoder decides whether it wants standardised input; pixels and audio never
+        # get per-dataset statistics (their encoders scale them).
+        normalize = info.modality not in ("image", "audio") and encoder_class(enc_cfg.type).standardize(info)
         fields.append(ObsField(key=key, info=info, encoder=enc_cfg, n_tokens=n_tokens, normalize=normalize))
 
     if isinstance(action_space, gym.spaces.Discrete):
@@ -98,7 +100,8 @@ def check_env_spaces(spec: Spec, observation_space: gym.Space, action_space: gym
     items = observation_space.spaces.items() if isinstance(observation_space, gym.spaces.Dict) else [("obs", observation_space)]
     got = {k: _obs_info(k, s, f"environment {env_id!r}") for k, s in items}
     want = {f.key: f.info for f in spec.obs}
-    if got != want:
+    # Compare what the model consumes; modality and layout are derived from these.
+    if {k: (v.shape, v.dtype, v.n) for k, v in got.items()} != {k: (v.shape, v.dtype, v.n) for k, v in want.items()}:
         raise DtkitError(
             f"{source} was trained on observations {_fmt(want)} but environment {env_id!r} gives {_fmt(got)}; "
             "evaluate on the environment the dataset came from (see `env_id` in the checkpoint's meta.json)"
@@ -119,4 +122,4 @@ def check_env_spaces(spec: Spec, observation_space: gym.Space, action_space: gym
 
 
 def _fmt(fields: dict[str, FieldInfo]) -> str:
-    return ", ".join(f"{k}: shape {tuple(v.shape)}" + (f" n={v.n}" if v.n is not None else "") for k, v in fields.items())
+    return ", ".join(f"{k}: shape {tuple(v.shape)} dtype {v.dtype}" + (f" n={v.n}" if v.n is not None else "") for k, v in fields.items())

@@ -6,15 +6,28 @@ Pure torch: nothing here imports gymnasium, minari or SB3.
 from __future__ import annotations
 
 from dtkit.encoders import builtin as _builtin  # noqa: F401  (registers the built-ins)
-from dtkit.encoders.base import Encoder, EncoderConfig, FieldInfo
-from dtkit.encoders.registry import build_encoder, encoder_class, known_encoders, register_encoder
+from dtkit.encoders import image as _image  # noqa: F401  (registers "cnn" and "patch")
+from dtkit.encoders.base import MODALITIES, Encoder, EncoderConfig, FieldInfo
+from dtkit.encoders.registry import (
+    build_encoder,
+    default_encoder,
+    encoder_class,
+    encoder_tokens,
+    known_encoders,
+    register_encoder,
+    set_default_encoder,
+)
 
 __all__ = [
+    "MODALITIES",
     "Encoder",
     "EncoderConfig",
     "FieldInfo",
     "build_encoder",
+    "default_encoder",
     "encoder_class",
+    "encoder_tokens",
     "known_encoders",
     "register_encoder",
+    "set_default_encoder",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,6 +31,16 @@ class VectorMLP(Encoder):
             nn.Linear(in_dim, out) if hidden <= 0 else nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out))
         )
 
+    @classmethod
+    def n_tokens_for(cls, field: FieldInfo, params: dict[str, Any]) -> int:
+        return int(params.get("n_tokens", 1))
+
+    @classmethod
+    def standardize(cls, field: FieldInfo) -> bool:
+        # A linear map on raw features learns badly when their scales differ (MuJoCo
+        # velocities vs angles), so vectors get the dataset's mean and std first.
+        return field.modality == "vector"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (N, *shape) -> (N, n_tokens, d_model)
         return self.net(x.flatten(1).float()).view(x.shape[0], self.n_tokens, self.d_model)
@@ -41,6 +52,10 @@ class Linear(VectorMLP):
 
     def __init__(self, field: FieldInfo, d_model: int) -> None:
         super().__init__(field, d_model, hidden=0, n_tokens=1)
+
+    @classmethod
+    def n_tokens_for(cls, field: FieldInfo, params: dict[str, Any]) -> int:
+        return 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x)
@@ -54,6 +69,10 @@ class Scalar(Encoder):
         super().__init__(field, d_model)
         self.n_tokens = 1
         self.proj = nn.Linear(1, d_model)
+
+    @classmethod
+    def n_tokens_for(cls, field: FieldInfo, params: dict[str, Any]) -> int:
+        return 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x.reshape(-1, 1).float()).unsqueeze(1)  # (N, 1, D)
@@ -69,6 +88,12 @@ class DiscreteEmbedding(Encoder):
             raise ValueError("the 'embedding' encoder needs a discrete field (FieldInfo.n)")
         self.n_tokens = 1
         self.table = nn.Embedding(field.n, d_model)
+
+    @classmethod
+    def n_tokens_for(cls, field: FieldInfo, params: dict[str, Any]) -> int:
+        if field.n is None:
+            raise ValueError("the 'embedding' encoder needs a discrete field (FieldInfo.n)")
+        return 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.table(x.reshape(-1).long()).unsqueeze(1)  # (N, 1, D)

@@ -10,16 +10,43 @@ Lookup order for ``EncoderConfig.type``:
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from dtkit.encoders.base import Encoder, EncoderConfig, FieldInfo
 from dtkit.errors import DtkitError
 
-__all__ = ["register_encoder", "encoder_class", "build_encoder", "known_encoders"]
+__all__ = [
+    "register_encoder", "encoder_class", "build_encoder", "known_encoders", "encoder_tokens",
+    "default_encoder", "set_default_encoder",
+]
 
 ENTRY_POINT_GROUP = "dtkit.encoders"
 _REGISTRY: dict[str, type[Encoder]] = {}
+
+# The encoder a field gets when the user names none, by modality. A new modality
+# (e.g. "audio") registers its default with set_default_encoder.
+_DEFAULT_BY_MODALITY: dict[str, str] = {"vector": "mlp", "discrete": "embedding", "image": "cnn"}
+
+
+def set_default_encoder(modality: str, name: str) -> None:
+    """Make ``name`` the encoder a field of ``modality`` gets by default.
+
+    Example:
+        >>> set_default_encoder("audio", "audio_conv")  # doctest: +SKIP
+    """
+    _DEFAULT_BY_MODALITY[modality] = name
+
+
+def default_encoder(field: FieldInfo) -> EncoderConfig:
+    """The default encoder for ``field``, chosen by its modality."""
+    if field.modality not in _DEFAULT_BY_MODALITY:
+        raise DtkitError(
+            f"no default encoder for modality {field.modality!r} (field shape {field.shape}, dtype {field.dtype}); "
+            f"modalities with a default: {', '.join(sorted(_DEFAULT_BY_MODALITY))}. Name an encoder for this key"
+        )
+    return EncoderConfig(_DEFAULT_BY_MODALITY[field.modality])
 
 
 def register_encoder(name: str) -> Callable[[type[Encoder]], type[Encoder]]:
@@ -75,6 +102,22 @@ def _check(name: str, cls: object) -> type[Encoder]:
     if not (isinstance(cls, type) and issubclass(cls, Encoder)):
         raise DtkitError(f"encoder {name!r} resolved to {cls!r}, which is not a subclass of dtkit.encoders.Encoder")
     return cls
+
+
+def encoder_tokens(cfg: EncoderConfig, field: FieldInfo) -> int:
+    """Tokens the encoder ``cfg`` yields for ``field``, without building it; unknown params fail here."""
+    cls = encoder_class(cfg.type)
+    try:
+        inspect.signature(cls.__init__).bind(None, field, 8, **cfg.params)
+    except TypeError as exc:
+        raise DtkitError(f"encoder {cfg.type!r} rejected its params {cfg.params}: {exc}") from None
+    try:
+        n = cls.n_tokens_for(field, dict(cfg.params))
+    except (TypeError, ValueError) as exc:
+        raise DtkitError(f"encoder {cfg.type!r} cannot encode a field of shape {field.shape} ({field.dtype}) with params {cfg.params}: {exc}") from None
+    if not isinstance(n, int) or n < 1:
+        raise DtkitError(f"encoder {cfg.type!r} must yield a positive int number of tokens, n_tokens_for gave {n!r}")
+    return n
 
 
 def build_encoder(cfg: EncoderConfig, field: FieldInfo, d_model: int) -> Encoder:

@@ -7,7 +7,16 @@ from importlib.metadata import EntryPoint
 import pytest
 import torch
 
-from dtkit.encoders import Encoder, EncoderConfig, FieldInfo, build_encoder, encoder_class, known_encoders, register_encoder
+from dtkit.encoders import (
+    Encoder,
+    EncoderConfig,
+    FieldInfo,
+    build_encoder,
+    encoder_class,
+    encoder_tokens,
+    known_encoders,
+    register_encoder,
+)
 from dtkit.encoders import registry as registry_mod
 from dtkit.errors import DtkitError
 
@@ -26,6 +35,8 @@ class ThirdParty(Encoder):
 
 
 def _field_for(name: str) -> FieldInfo:
+    if name in ("cnn", "patch"):
+        return FieldInfo((12, 12, 3), "uint8")
     if name == "embedding":
         return FieldInfo((), "int64", n=7)
     if name == "scalar":
@@ -36,6 +47,8 @@ def _field_for(name: str) -> FieldInfo:
 def _input(field: FieldInfo, n: int) -> torch.Tensor:
     if field.n is not None:
         return torch.randint(0, field.n, (n,))
+    if field.dtype == "uint8":
+        return torch.randint(0, 256, (n, *field.shape), dtype=torch.uint8)
     return torch.randn(n, *field.shape)
 
 
@@ -46,6 +59,8 @@ def test_shape_contract(name):
     out = enc(_input(field, 6))
     assert out.shape == (6, enc.n_tokens, 24)
     assert torch.isfinite(out).all()
+    # The token count is known without building the encoder (the spec needs it first).
+    assert encoder_tokens(EncoderConfig(name), field) == enc.n_tokens
 
 
 def test_params_reach_the_encoder():
@@ -96,3 +111,15 @@ def test_config_round_trip():
     assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     field = FieldInfo((2, 3), "uint8")
     assert FieldInfo.from_dict(field.to_dict()) == field
+
+
+def test_unknown_params_fail_without_building():
+    with pytest.raises(DtkitError, match="rejected its params"):
+        encoder_tokens(EncoderConfig("mlp", {"hiden": 8}), FieldInfo((5,)))
+
+
+def test_old_field_dicts_get_modality_and_layout():
+    """Specs saved before modality/layout existed still load, with both inferred."""
+    assert FieldInfo.from_dict({"shape": [4, 84, 84], "dtype": "uint8", "n": None}) == FieldInfo((4, 84, 84), "uint8", None, "image", "CHW")
+    assert FieldInfo.from_dict({"shape": [11], "dtype": "float32", "n": None}).modality == "vector"
+    assert FieldInfo.from_dict({"shape": [], "dtype": "int64", "n": 3}).modality == "discrete"
