@@ -66,11 +66,14 @@ class FieldInfo:
 
 
 def infer_modality(shape: tuple[int, ...], dtype: str, n: int | None) -> str:
-    """The modality a field most likely has: discrete ids, uint8 rank-2..4 arrays as images, else vectors."""
+    """The modality a field most likely has: discrete ids, uint8 rank-2..4 arrays as images, int16 rank-1 arrays as
+    audio waveforms, else vectors."""
     if n is not None:
         return "discrete"
     if dtype == "uint8" and 2 <= len(shape) <= 4:
         return "image"
+    if dtype == "int16" and len(shape) == 1:
+        return "audio"  # a mono PCM waveform: int16 is how clips are stored (DESIGN: compact dtypes)
     return "vector"
 
 

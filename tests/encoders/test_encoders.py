@@ -37,6 +37,8 @@ class ThirdParty(Encoder):
 def _field_for(name: str) -> FieldInfo:
     if name in ("cnn", "patch"):
         return FieldInfo((12, 12, 3), "uint8")
+    if name.startswith("audio_"):
+        return FieldInfo((3200,), "int16")  # 0.2 s at 16 kHz
     if name == "embedding":
         return FieldInfo((), "int64", n=7)
     if name == "scalar":
@@ -49,6 +51,8 @@ def _input(field: FieldInfo, n: int) -> torch.Tensor:
         return torch.randint(0, field.n, (n,))
     if field.dtype == "uint8":
         return torch.randint(0, 256, (n, *field.shape), dtype=torch.uint8)
+    if field.dtype == "int16":
+        return torch.randint(-32768, 32768, (n, *field.shape), dtype=torch.int16)
     return torch.randn(n, *field.shape)
 
 

@@ -1,0 +1,53 @@
+"""The audio encoders' contract: tokens from int16 clips, token count without building, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dtkit.encoders import EncoderConfig, FieldInfo, build_encoder, default_encoder, encoder_tokens
+from dtkit.errors import DtkitError
+
+AUDIO = FieldInfo((9600,), "int16")
+
+
+def test_int16_waveforms_are_audio_and_default_to_the_conv_stem():
+    assert AUDIO.modality == "audio"
+    assert default_encoder(AUDIO).type == "audio_conv"
+
+
+@pytest.mark.parametrize("cfg, tokens", [
+    (EncoderConfig("audio_conv"), 4),
+    (EncoderConfig("audio_conv", {"n_tokens": 2}), 2),
+    (EncoderConfig("audio_patch"), 6),  # 40 mels / 20 x (61 frames // 20)
+    (EncoderConfig("audio_patch", {"patch_mels": 10, "patch_frames": 30}), 8),
+])
+def test_tokens_known_before_building_and_shapes(cfg, tokens):
+    assert encoder_tokens(cfg, AUDIO) == tokens
+    enc = build_encoder(cfg, AUDIO, 16)
+    out = enc(torch.randint(-2000, 2000, (3, 9600), dtype=torch.int16))
+    assert out.shape == (3, tokens, 16) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["audio_conv", "audio_patch"])
+def test_tokens_depend_on_the_sound(name):
+    enc = build_encoder(EncoderConfig(name), AUDIO, 16)
+    a = torch.randint(-2000, 2000, (1, 9600), dtype=torch.int16)
+    assert not torch.allclose(enc(a), enc(torch.zeros_like(a)))
+
+
+@pytest.mark.parametrize("name", ["audio_conv", "audio_patch"])
+def test_wrong_clip_length_names_the_expected_length(name):
+    enc = build_encoder(EncoderConfig(name), AUDIO, 16)
+    with pytest.raises(DtkitError, match=r"9600 samples \(0.6 s at 16000 Hz\).*\(8000,\)"):
+        enc(torch.zeros(2, 8000, dtype=torch.int16))
+
+
+def test_non_audio_field_is_refused_in_one_line():
+    with pytest.raises(DtkitError, match="mono audio field"):
+        encoder_tokens(EncoderConfig("audio_conv"), FieldInfo((4, 9600), "float32"))
+
+
+def test_patches_that_do_not_tile_are_refused():
+    with pytest.raises(DtkitError, match="do not tile"):
+        encoder_tokens(EncoderConfig("audio_patch", {"patch_mels": 7}), AUDIO)
