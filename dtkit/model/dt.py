@@ -155,14 +155,21 @@ class DecisionTransformer(nn.Module):
         inputs = {"return": batch.returns, "obs": batch.obs, "action": batch.actions, "reward": batch.rewards}
         x = self.drop(self._embed(self.spec.layout, inputs, batch.timesteps, slice(0, S)))  # (B, T, S, D)
         x = x.reshape(B, T * S, -1)
-        padded = batch.mask is not None and not bool(batch.mask.all())
+        padded, right_padded = _padding_kind(batch.mask)
         readout = self._readout_positions(T, x.device)
-        if self._plain_causal and not padded:
-            attn_mask = None  # SDPA's is_causal path
-            readout_mask = self._window_rule(T, x.device)[readout][None, None]
+        rule = self._window_rule(T, x.device)  # (L, L), cached per length
+        if not padded or right_padded:
+            # Padding only after the real steps (the sampler and the policy pad on the
+            # right) is never reached by a real query: the rule is causal and a step's
+            # observation block never mixes real and padding steps. So one (L, L) rule
+            # shared by the whole batch is exact, and padding queries still see
+            # themselves and earlier real keys, so they stay finite. No (B, 1, L, L) mask.
+            attn_mask = None if self._plain_causal else rule[None, None]  # None: SDPA's is_causal path
+            readout_mask = rule[readout][None, None]  # (1, 1, T, L)
         else:
-            key_valid = batch.mask.repeat_interleave(S, dim=1) if padded else None
-            attn_mask = window_mask(self._window_rule(T, x.device), key_valid)
+            # Padding before or between real steps (not produced by dtkit itself) needs
+            # a per-row key mask: the general, materialised path.
+            attn_mask = window_mask(rule, batch.mask.repeat_interleave(S, dim=1))  # (B, 1, L, L)
             readout_mask = attn_mask[:, :, readout]
         h, kvs = self.trunk(x, attn_mask, readout=readout, readout_mask=readout_mask,
                             return_kv=return_kv or kv_only, kv_only=kv_only)
@@ -205,6 +212,16 @@ class DecisionTransformer(nn.Module):
         no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def _padding_kind(mask: torch.Tensor | None) -> tuple[bool, bool]:
+    """(any padding, all padding after the real steps) for a (B, T) step mask, with one device sync."""
+    if mask is None:
+        return False, True
+    has_pad = ~mask.all()
+    right = (mask[:, 1:] <= mask[:, :-1]).all()  # True, then only False, along each row
+    padded, right_padded = torch.stack([has_pad, right]).tolist()
+    return bool(padded), bool(right_padded)
 
 
 def _one_step(fields: dict[str, Any]) -> dict[str, Any]:
