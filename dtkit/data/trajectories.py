@@ -43,10 +43,13 @@ class Trajectories:
     env_id: str | None = None
     ref_min_score: float | None = None
     ref_max_score: float | None = None
+    env_spec: str | None = None
+    """The dataset's recorded gymnasium env spec (JSON), to remake the env it was collected in."""
     returns_to_go: np.ndarray = field(init=False)
     timesteps: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
+        check_finite(self)
         self.returns_to_go = returns_to_go(self.rewards, self.episode_starts, self.episode_lengths)
         self.timesteps = np.arange(len(self.rewards), dtype=np.int64) - np.repeat(self.episode_starts, self.episode_lengths)
 
@@ -73,7 +76,7 @@ class Trajectories:
             terminations=self.terminations[idx], truncations=self.truncations[idx],
             episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), episode_lengths=lengths,
             observation_space=self.observation_space, action_space=self.action_space, dataset_id=self.dataset_id,
-            env_id=self.env_id, ref_min_score=self.ref_min_score, ref_max_score=self.ref_max_score,
+            env_id=self.env_id, ref_min_score=self.ref_min_score, ref_max_score=self.ref_max_score, env_spec=self.env_spec,
         )
 
     @classmethod
@@ -83,6 +86,9 @@ class Trajectories:
         if not episodes:
             raise DtkitError(f"dataset {meta.get('dataset_id', '<in-memory>')!r} holds no episodes; build or choose a dataset with data")
         lengths = np.array([len(e["rewards"]) for e in episodes], dtype=np.int64)
+        if (lengths == 0).any():
+            raise DtkitError(f"dataset {meta.get('dataset_id', '<in-memory>')!r}: episode {int(np.argmin(lengths))} has no steps; "
+                             "every episode needs at least one action, so rebuild the dataset without empty episodes")
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         first = episodes[0]["observations"]
         keys = list(first.keys()) if isinstance(first, dict) else ["obs"]
@@ -106,6 +112,21 @@ class Trajectories:
             action_space=action_space,
             **meta,
         )
+
+
+def check_finite(traj: Trajectories) -> None:
+    """Raise a :class:`DtkitError` naming the first episode and step whose reward, action or float observation is NaN or inf."""
+    columns: list[tuple[str, np.ndarray]] = [("reward", traj.rewards)]
+    if np.issubdtype(traj.actions.dtype, np.floating):
+        columns.append(("action", traj.actions))
+    columns += [(f"observation {k!r}", v) for k, v in traj.obs.items() if np.issubdtype(v.dtype, np.floating)]
+    for what, col in columns:
+        ok = np.isfinite(col.reshape(len(col), -1)).all(1)
+        if not ok.all():
+            i = int(np.argmin(ok))
+            ep = int(np.searchsorted(traj.episode_starts, i, side="right") - 1)
+            raise DtkitError(f"dataset {traj.dataset_id!r}: {what} at episode {ep}, step {i - int(traj.episode_starts[ep])} is "
+                             f"{col.reshape(len(col), -1)[i].tolist()[:4]} (not finite); fix or drop that episode and rebuild the dataset")
 
 
 def returns_to_go(rewards: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -146,26 +167,62 @@ def load_trajectories(dataset_id: str) -> Trajectories:
 
     local = sorted(minari.list_local_datasets())
     if dataset_id not in local:
+        _explain_unlisted(dataset_id)
         hint = f"local datasets: {', '.join(local)}" if local else "no local datasets yet"
         raise DtkitError(
             f"unknown dataset id {dataset_id!r} ({hint}; MINARI_DATASETS_PATH decides where they live). "
             "Build one with `dtkit collect` or `dtkit demo`"
         )
-    ds = minari.load_dataset(dataset_id)
-    obs_space, act_space = ds.observation_space, ds.action_space
-    check_supported(obs_space, act_space, where=f"dataset {dataset_id!r}")
-    episodes = [
-        {"observations": e.observations, "actions": e.actions, "rewards": e.rewards,
-         "terminations": e.terminations, "truncations": e.truncations}
-        for e in ds.iterate_episodes()
-    ]
-    meta = ds.storage.metadata
+    try:
+        ds = minari.load_dataset(dataset_id)
+        obs_space, act_space = ds.observation_space, ds.action_space
+        check_supported(obs_space, act_space, where=f"dataset {dataset_id!r}")
+        if isinstance(act_space, gym.spaces.Discrete) and int(act_space.start) != 0:
+            raise DtkitError(f"dataset {dataset_id!r}: action space {act_space} starts at {int(act_space.start)}; dtkit's "
+                             "categorical head needs Discrete actions numbered from 0, so record actions as a - start")
+        episodes = [
+            {"observations": e.observations, "actions": e.actions, "rewards": e.rewards,
+             "terminations": e.terminations, "truncations": e.truncations}
+            for e in ds.iterate_episodes()
+        ]
+        meta = ds.storage.metadata
+    except (OSError, KeyError, ValueError, TypeError) as exc:  # h5py raises OSError for truncated or zeroed files
+        folder = _dataset_folder(dataset_id)
+        raise DtkitError(f"dataset {dataset_id!r} at {folder} could not be read ({type(exc).__name__}: {exc}); "
+                         "its files are damaged or incomplete: delete the folder and rebuild it with `dtkit collect`") from None
     env_spec = meta.get("env_spec")
     env_id = json.loads(env_spec)["id"] if isinstance(env_spec, str) else None
     return Trajectories.from_episodes(
-        episodes, obs_space, act_space, dataset_id=dataset_id, env_id=env_id,
+        episodes, obs_space, act_space, dataset_id=dataset_id, env_id=env_id, env_spec=env_spec if isinstance(env_spec, str) else None,
         ref_min_score=_maybe_float(meta.get("ref_min_score")), ref_max_score=_maybe_float(meta.get("ref_max_score")),
     )
+
+
+def _dataset_folder(dataset_id: str) -> Any:
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("MINARI_DATASETS_PATH") or str(Path.home() / ".minari" / "datasets")
+    return Path(root) / dataset_id
+
+
+def _explain_unlisted(dataset_id: str) -> None:
+    """A folder Minari skips (bad or missing metadata.json) is named as such, not as an unknown id."""
+    try:
+        data = _dataset_folder(dataset_id) / "data"
+    except Exception:  # an id Minari cannot even turn into a path: the unknown-id message fits
+        return
+    if not data.parent.is_dir():
+        return
+    meta = data / "metadata.json"
+    if not meta.is_file():
+        raise DtkitError(f"dataset {dataset_id!r}: {meta} is missing; the dataset folder is incomplete, "
+                         "delete it and rebuild it with `dtkit collect`")
+    try:
+        json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DtkitError(f"dataset {dataset_id!r}: {meta} is not valid JSON ({exc}); the dataset is damaged, "
+                         "delete its folder and rebuild it with `dtkit collect`") from None
 
 
 def _maybe_float(x: Any) -> float | None:

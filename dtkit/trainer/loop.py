@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,12 +20,14 @@ from dtkit import __version__
 from dtkit.data import SegmentSampler, Trajectories, load_trajectories, obs_statistics, spec_from_spaces
 from dtkit.encoders import EncoderConfig
 from dtkit.errors import DtkitError, TrainingInterrupted
-from dtkit.io import atomic_write_json
+from dtkit.io import atomic_write_json, remove_stale_staging, writable_dir_error
 from dtkit.model import DecisionTransformer
 from dtkit.policy import DTPolicy
 from dtkit.rollout import EvalReport, evaluate
 from dtkit.spec import Spec
-from dtkit.trainer.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
+from dtkit.trainer.checkpoint import read_latest_intact, save_checkpoint
+from dtkit.trainer.checks import (FiniteLossWatch, check_context_len, check_encoder_outputs, check_json_params, check_resume_flags,
+                                  check_settings, encoder_params, set_threads)
 from dtkit.trainer.config import TrainConfig
 from dtkit.trainer.distributed import autocast_dtype, broadcast_object, init_distributed
 
@@ -45,29 +48,27 @@ def check_config(cfg: TrainConfig) -> None:
     positive = {"steps": cfg.steps, "batch_size": cfg.batch_size, "eval_episodes": cfg.eval_episodes,
                 "eval_envs": cfg.eval_envs, "log_every": cfg.log_every, "checkpoint_every": cfg.checkpoint_every}
     for name, v in positive.items():
-        if v < 1:
+        if v is None or v < 1:
             raise DtkitError(f"--{name.replace('_', '-')}={v} is invalid; use a positive integer")
     if cfg.context_len < 1:
         raise DtkitError(f"--context-len={cfg.context_len} is invalid; K must be >= 1 (the original DT uses K=20)")
     if not 0.0 < cfg.top_fraction <= 1.0:
         raise DtkitError(f"--top-fraction={cfg.top_fraction} is invalid; use a fraction in (0, 1], e.g. 0.1 for 10%BC")
-    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+    if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise DtkitError(f"--lr={cfg.lr} is invalid; use a positive learning rate such as 1e-4")
     for t in cfg.target_returns:
         if not math.isfinite(t):
             raise DtkitError(f"target return {t!r} is not finite; pass finite numbers, e.g. --target-returns 500")
+    check_settings(cfg)
 
 
 def build_spec(cfg: TrainConfig, traj: Trajectories, obs_encoders: dict[str, EncoderConfig] | None = None) -> Spec:
     """Derive the spec from the data plus the config (derived values never go onto the config)."""
     if obs_encoders is None and cfg.obs_encoder:
-        try:
-            params = json.loads(cfg.obs_encoder_params)
-        except json.JSONDecodeError as exc:
-            raise DtkitError(f"--obs-encoder-params {cfg.obs_encoder_params!r} is not valid JSON ({exc}); write e.g. '{{\"hidden\": 256}}'") from None
-        if not isinstance(params, dict):
-            raise DtkitError(f"--obs-encoder-params must be a JSON object, got {cfg.obs_encoder_params!r}")
+        params = encoder_params(cfg.obs_encoder_params)
         obs_encoders = {k: EncoderConfig(cfg.obs_encoder, params) for k in traj.obs}
+    for key, enc in (obs_encoders or {}).items():
+        check_json_params(key, enc.params)
     scale = cfg.return_scale if cfg.return_scale is not None else float(max(1.0, np.abs(traj.episode_returns).max()))
     max_t = int(traj.episode_lengths.max())
     if traj.env_id is not None:
@@ -83,8 +84,32 @@ def build_spec(cfg: TrainConfig, traj: Trajectories, obs_encoders: dict[str, Enc
                             block_obs_attention=cfg.block_obs_attention, where=f"dataset {traj.dataset_id!r}")
 
 
+def _check_eval_env(cfg: TrainConfig, traj: Trajectories, spec: Spec) -> None:
+    """Make the evaluation env once and check its spaces, so a run never trains for hours and then cannot evaluate."""
+    from dtkit.data import check_env_spaces
+    from dtkit.gym_env import import_env_modules, make_env
+
+    assert traj.env_id is not None
+    import_env_modules(cfg.env_module)
+    try:
+        env = make_env(traj.env_id, traj.env_spec)
+    except DtkitError as exc:
+        raise DtkitError(f"the evaluation env of dataset {traj.dataset_id!r} cannot be made, so training would end unable to "
+                         f"evaluate: {exc}") from None
+    try:
+        check_env_spaces(spec, env.observation_space, env.action_space, traj.env_id, f"dataset {traj.dataset_id!r}")
+    finally:
+        env.close()
+
+
 def lr_factor(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then constant (as in the original DT) or cosine decay to 0.1."""
+    """Linear warm-up, then constant (as in the original DT) or cosine decay to 0.1 at the last step.
+
+    ``cfg`` is resolved first when its preset still has settings to fill (see :meth:`TrainConfig.resolved`).
+    """
+    if cfg.steps is None or cfg.warmup_steps is None or cfg.lr_schedule is None:
+        cfg = cfg.resolved()
+    assert cfg.steps is not None and cfg.warmup_steps is not None
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.lr_schedule == "constant":
@@ -129,35 +154,41 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         >>> result = train(TrainConfig(dataset="dtkit/cartpole/mixed-v0", steps=2000))  # doctest: +SKIP
         >>> result.report.mean_return  # doctest: +SKIP
     """
+    cfg = cfg.resolved()  # the preset fills what the user left unset; the resolved config is what gets saved
     check_config(cfg)
     progress = progress and cfg.progress
+    set_threads(cfg.threads)
     info = init_distributed(cfg.device)
+    run_dir = Path(broadcast_object(cfg.run_dir or str(_default_run_dir(cfg.dataset)), info))
+    cfg = replace(cfg, run_dir=str(run_dir))
+    problem = writable_dir_error(run_dir)
+    if problem:
+        raise DtkitError(f"--run-dir {str(run_dir)!r} cannot hold a run: {problem}; choose another --run-dir")
     traj = load_trajectories(cfg.dataset)
     if cfg.top_fraction < 1.0:
         traj = traj.top_episodes(cfg.top_fraction)
-    run_dir = Path(broadcast_object(cfg.run_dir or str(_default_run_dir(cfg.dataset)), info))
-    cfg = replace(cfg, run_dir=str(run_dir))
 
-    start_step, trainer_state, saved_meta, folder = 0, None, None, None
+    start_step, trainer_state, saved_meta, folder, saved_weights = 0, None, None, None, None
     has_ckpt = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*/meta.json"))
     if cfg.resume:
         if not has_ckpt:
             raise DtkitError(f"--resume was given but {str(run_dir)!r} holds no checkpoint; drop --resume or pass the run's --run-dir")
-        folder = find_checkpoint(run_dir)
-        saved_meta = json.loads((folder / "meta.json").read_text())
-        trainer_state = load_trainer_state(folder)
+        folder, saved_meta, saved_weights, trainer_state = read_latest_intact(run_dir, info.device, with_trainer=True)
         start_step = int(saved_meta["step"])
-        if saved_meta["config"]["model"] != cfg.model.to_dict() or saved_meta["config"]["dataset"] != cfg.dataset:
-            raise DtkitError(f"--resume: {folder} was trained with a different dataset or model config; resume with the same flags")
+        check_resume_flags(saved_meta["config"], cfg, str(folder))
     elif has_ckpt:
         raise DtkitError(f"run folder {str(run_dir)!r} already holds checkpoints; pass --resume to continue it or choose another --run-dir")
 
     spec = Spec.from_dict(saved_meta["spec"]) if saved_meta else build_spec(cfg, traj, obs_encoders)
+    if saved_meta is None:
+        check_context_len(cfg.context_len, spec.max_timestep, cfg.dataset)
+    if traj.env_id is not None and info.is_main:
+        _check_eval_env(cfg, traj, spec)  # before the first update, not after the last
     stats = saved_meta["obs_stats"] if saved_meta else obs_statistics(traj.obs, [f.key for f in spec.obs if f.normalize])
     targets = list(cfg.target_returns) or [float(traj.episode_returns.max())]
     meta = {
         "versions": _versions(), "config": cfg.to_dict(), "model": cfg.model.to_dict(), "spec": spec.to_dict(),
-        "obs_stats": stats, "env_id": traj.env_id, "dataset_id": traj.dataset_id,
+        "obs_stats": stats, "env_id": traj.env_id, "env_spec": traj.env_spec, "dataset_id": traj.dataset_id,
         "ref_min_score": traj.ref_min_score, "ref_max_score": traj.ref_max_score,
         "target_returns": targets, "dataset_mean_return": float(traj.episode_returns.mean()),
         "world_size": info.world_size,
@@ -165,17 +196,24 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
 
     torch.manual_seed(cfg.seed + info.rank)
     model = DecisionTransformer(spec, cfg.model, stats).to(info.device)
-    if folder is not None:  # resuming: the same checkpoint the trainer state came from
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(info.device)))
+    check_encoder_outputs(model)
+    if saved_weights is not None:  # resuming: the same checkpoint the trainer state came from
+        model.load_state_dict(saved_weights)
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s))
     sampler = SegmentSampler(traj, spec, cfg.batch_size, seed=cfg.seed + 1000 * info.rank, device=info.device)
     if trainer_state is not None:
         optimizer.load_state_dict(trainer_state["optimizer"])
         scheduler.load_state_dict(trainer_state["scheduler"])
-        torch.set_rng_state(trainer_state["torch_rng"])
+        rng = trainer_state["torch_rng"]
+        if isinstance(rng, list):  # one state per rank, so ranks keep distinct dropout masks
+            torch.set_rng_state(rng[info.rank] if info.rank < len(rng) else rng[0])
+            if info.rank >= len(rng):  # more ranks than when saved: give the new ones streams of their own
+                torch.manual_seed(cfg.seed + info.rank + 7919 * start_step)
+        else:  # checkpoints before per-rank states held rank 0's only
+            torch.set_rng_state(rng)
+            if info.rank > 0:
+                torch.manual_seed(cfg.seed + info.rank + 7919 * start_step)
         sampler.load_state_dict(json.loads(trainer_state["sampler"][info.rank if info.rank < len(trainer_state["sampler"]) else 0]))
     net: torch.nn.Module = DDP(model) if info.enabled else model
     amp_dtype = autocast_dtype(cfg.amp, info.device)
@@ -185,19 +223,33 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         from torch.utils.tensorboard import SummaryWriter
 
         run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_staging(run_dir / "checkpoints"):
+            print(f"dtkit: removed {stale}, left by a checkpoint write that was killed", file=sys.stderr)
         writer = SummaryWriter(str(run_dir / "tb"))
         writer.add_text("hyperparameters", _hparams_markdown(cfg, spec), start_step)
 
     def trainer_snapshot() -> dict[str, Any]:
-        states = [json.dumps(sampler.state_dict())]
+        states, rngs = [json.dumps(sampler.state_dict())], [torch.get_rng_state()]
         if info.enabled:
             gathered: list[Any] = [None] * info.world_size
             dist.all_gather_object(gathered, states[0])
             states = gathered
+            gathered_rng: list[Any] = [None] * info.world_size
+            dist.all_gather_object(gathered_rng, rngs[0])
+            rngs = gathered_rng
         return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "sampler": states}
+                "torch_rng": rngs, "sampler": states}
+
+    watch = FiniteLossWatch(info.device, distributed=info.enabled)
+
+    def all_ranks_max(t: torch.Tensor) -> torch.Tensor:
+        if info.enabled:
+            t = t.clone()
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t
 
     def checkpoint(step: int) -> Path | None:
+        watch.check(last_ckpt, reduce=all_ranks_max)  # collective; a non-finite run never writes a checkpoint
         snap = trainer_snapshot()  # collective: every rank joins
         return save_checkpoint(run_dir, step, model, meta, snap) if info.is_main else None
 
@@ -206,7 +258,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         model.eval()
         policy = DTPolicy(model, num_envs=cfg.eval_envs, device=info.device)
         report = evaluate(policy, traj.env_id, targets, cfg.eval_episodes, seed=cfg.seed,
-                          ref_min_score=traj.ref_min_score, ref_max_score=traj.ref_max_score, progress=progress)
+                          ref_min_score=traj.ref_min_score, ref_max_score=traj.ref_max_score, progress=progress,
+                          recorded_spec=traj.env_spec)
         model.train()
         for r in report.per_target:
             writer.add_scalar(f"eval/return_target_{r.target_return:g}", r.mean_return, step)
@@ -215,7 +268,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         writer.add_scalar("eval/env_steps_per_s", report.env_steps_per_s, step)
         # One JSON line per evaluation, so best-iterate scores can be read back without TensorBoard.
         with open(run_dir / "eval_history.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, "per_target": [
+            f.write(json.dumps({"step": step, "seed": cfg.seed, "per_target": [
                 {"target_return": r.target_return, "mean_return": r.mean_return, "normalized_score": r.normalized_score}
                 for r in report.per_target]}) + "\n")
         return report
@@ -234,6 +287,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
                 pred, _ = net(batch)
             loss = model.head.loss(pred, batch.actions, batch.mask)
             optimizer.zero_grad(set_to_none=True)
+            watch.update(loss, step + 1)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -241,9 +295,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
+                watch.check(last_ckpt, reduce=all_ranks_max)
                 loss_val = float(loss.detach())
-                if not math.isfinite(loss_val):
-                    raise RuntimeError(f"loss became {loss_val} at step {step}; lower --lr or try --amp fp32")
                 now = time.perf_counter()
                 if writer is not None:
                     writer.add_scalar("losses/action", loss_val, step)
