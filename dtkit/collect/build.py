@@ -40,6 +40,11 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path, *, force: bool = Fals
         >>> build_datasets(load_recipe("hopper"), "runs/policies/hopper")  # doctest: +SKIP
         ['dtkit/hopper/random-v0', 'dtkit/hopper/medium-v0', ...]
     """
+    if recipe.scripted:  # no policies to train: the expert is code
+        from dtkit.collect.scripted import build_scripted
+
+        return build_scripted(recipe, force=force, progress=progress)
+    assert recipe.train is not None  # parse_recipe: a recipe without an expert has [train]
     policy_dir = Path(policy_dir)
     todo = []
     for spec in recipe.outputs():
@@ -116,7 +121,7 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path, *, force: bool = Fals
             ref_episodes=recipe.ref_episodes, algorithm_name=algorithm_name,
             description=spec.description or recipe.description or f"dtkit recipe {recipe.name!r} on {recipe.env_id}",
             code_permalink=recipe.code_permalink or f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
-            build_info=build_info, force=force, extra_files=card,
+            build_info=build_info, force=force, extra_files=card, jpeg=recipe.jpeg,
         )
     if recipe.train.prune:
         replay_steps = [chosen[t.name].steps for t in recipe.tiers if t.policy == "medium-replay"]
@@ -127,6 +132,7 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path, *, force: bool = Fals
 
 def _train(recipe: Recipe, policy_dir: Path, progress: bool) -> PolicyIndex:
     """Train or load the behaviour policies; a failure keeps the checkpoints and says how to resume."""
+    assert recipe.train is not None
     try:
         return train_behaviour(recipe.env_id, recipe.train, policy_dir, seed=recipe.seed, progress=progress,
                                record_replay=any(t.policy == "medium-replay" for t in recipe.tiers))

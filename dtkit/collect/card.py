@@ -51,6 +51,7 @@ def make_card(
         "recipe": build_info.get("recipe"),
         "env_id": env_id,
         "algo": build_info.get("algo"),
+        "expert": build_info.get("expert"),
         "trained_steps": build_info.get("trained_steps"),
         "seed": build_info.get("seed"),
         "episodes": len(eps),
@@ -78,11 +79,15 @@ def _mib(n: int) -> str:
 def card_markdown(card: dict[str, Any]) -> str:
     """The card as a short markdown page (what ``dtkit datasets info`` prints)."""
     r, n = card["returns"], card["episode_length"]
+    if card["algo"] == "scripted":
+        agent = f"scripted expert `{card.get('expert')}`, seed {card['seed']} (recipe `{card['recipe']}`)"
+    else:
+        agent = (f"SB3 {str(card['algo']).upper()}, {card['trained_steps']} steps, seed {card['seed']} "
+                 f"(recipe `{card['recipe']}`)")
     lines = [
         f"# {card['dataset_id']}",
         "",
-        (f"- environment: {card['env_id']}; behaviour agent: SB3 {str(card['algo']).upper()}, "
-         f"{card['trained_steps']} steps, seed {card['seed']} (recipe `{card['recipe']}`)"),
+        f"- environment: {card['env_id']}; behaviour agent: {agent}",
         f"- {card['episodes']} episodes, {card['transitions']} transitions, {_mib(card['size_bytes'])} on disk",
         (f"- return: mean {r['mean']:.1f} ± {r['std']:.1f}, min {r['min']:.1f}, median {r['median']:.1f}, "
          f"max {r['max']:.1f}; episode length mean {n['mean']:.1f} (min {n['min']:.0f}, max {n['max']:.0f})"),

@@ -65,13 +65,6 @@ def tiny_recipe(recipe: Recipe) -> Recipe:
         >>> tiny_recipe(load_recipe("hopper")).outputs()[0].id
         'dtkit-tiny/hopper/random-v0'
     """
-    algo = recipe.train.algo
-    hp = copy.deepcopy(recipe.train.hyperparams)
-    hp.update(_TINY_HP[algo])
-    hp["policy_kwargs"] = dict(hp.get("policy_kwargs", {}), net_arch=[32, 32])
-    chunk = _TINY_CHUNK[algo]
-    train = dataclasses.replace(recipe.train, steps=2 * chunk, checkpoint_every=chunk, eval_episodes=1, n_envs=1,
-                                hyperparams=hp, prune=False)
     tiers = tuple(
         dataclasses.replace(
             t,
@@ -80,12 +73,26 @@ def tiny_recipe(recipe: Recipe) -> Recipe:
         )
         for t in recipe.tiers
     )
+    if recipe.train is None:  # a scripted expert: nothing to train
+        train = None
+    else:
+        train = _tiny_train(recipe.train)
     return dataclasses.replace(
         recipe, env_id=_tiny_env(recipe.env_id), train=train, tiers=tiers, ref_episodes=min(recipe.ref_episodes, _TINY_REF_EPISODES),
         dataset_id=_tiny_id(recipe.dataset_id) if recipe.dataset_id else "",
         datasets=tuple(dataclasses.replace(d, id=_tiny_id(d.id)) for d in recipe.datasets),
         description=f"[tiny, for tests] {recipe.description}",
     )
+
+
+def _tiny_train(spec: Any) -> Any:
+    algo = spec.algo
+    hp = copy.deepcopy(spec.hyperparams)
+    hp.update(_TINY_HP[algo])
+    hp["policy_kwargs"] = dict(hp.get("policy_kwargs", {}), net_arch=[32, 32])
+    chunk = _TINY_CHUNK[algo]
+    return dataclasses.replace(spec, steps=2 * chunk, checkpoint_every=chunk, eval_episodes=1, n_envs=1,
+                               hyperparams=hp, prune=False)
 
 
 def _tiny_env(env_id: str) -> str:
@@ -96,7 +103,9 @@ def _tiny_env(env_id: str) -> str:
     """
     import gymnasium as gym
 
-    spec = gym.spec(env_id)
+    from dtkit.gym_env import env_spec_for
+
+    spec = env_spec_for(env_id)  # imports dtkit.envs for a dtkit/... id
     tiny_id = f"dtkit_tiny/{spec.name}" + (f"-v{spec.version}" if spec.version is not None else "")
     if tiny_id not in gym.registry:
         limit = min(spec.max_episode_steps or _TINY_MAX_EPISODE_STEPS, _TINY_MAX_EPISODE_STEPS)
@@ -127,6 +136,8 @@ def _status(recipe: Recipe, spec: DatasetSpec) -> str:
 def _training_status(recipe: Recipe, tiny: bool) -> str:
     from dtkit.collect.train import read_index
 
+    if recipe.train is None:
+        return "scripted expert, nothing to train"
     folder = default_policy_dir(recipe, packaged=not tiny)
     index = read_index(folder)
     if index is None:
@@ -145,7 +156,9 @@ def list_text(*, tiny: bool = False) -> str:
         except DtkitError as e:  # one broken recipe must not hide the others
             lines.append(f"{name}: invalid recipe: {e}")
             continue
-        lines.append(f"{name}: {recipe.env_id}, SB3 {recipe.train.algo.upper()} {recipe.train.steps:,} steps, "
+        agent = (f"scripted expert {recipe.expert}" if recipe.train is None
+                 else f"SB3 {recipe.train.algo.upper()} {recipe.train.steps:,} steps")
+        lines.append(f"{name}: {recipe.env_id}, {agent}, "
                      f"tiers {', '.join(t.name for t in recipe.tiers)}; {_training_status(recipe, tiny)}")
         width = max(len(d.id) for d in recipe.outputs())
         lines += [f"  {d.id:<{width}}  {_status(recipe, d)}" for d in recipe.outputs()]
@@ -174,11 +187,15 @@ def info_text(name: str, *, tiny: bool = False) -> str:
     """A recipe (or the recipe of a dataset id) and the data cards of its built datasets."""
     recipe, specs = _recipe_for(name, tiny)
     t = recipe.train
-    hp = ", ".join(f"{k}={v}" for k, v in t.hyperparams.items()) or "SB3 defaults"
+    if t is None:
+        agent = f"  behaviour agent: scripted expert {recipe.expert}, with epsilon-random actions per tier"
+    else:
+        hp = ", ".join(f"{k}={v}" for k, v in t.hyperparams.items()) or "SB3 defaults"
+        agent = (f"  behaviour agent: SB3 {t.algo.upper()} {t.policy}, {t.steps:,} steps, a checkpoint every "
+                 f"{t.checkpoint_every:,} ({hp})")
     lines = [
         f"recipe {recipe.name}: {recipe.env_id}, seed {recipe.seed}",
-        (f"  behaviour agent: SB3 {t.algo.upper()} {t.policy}, {t.steps:,} steps, a checkpoint every "
-         f"{t.checkpoint_every:,} ({hp})"),
+        agent,
         "  tiers: " + "; ".join(_tier_text(x) for x in recipe.tiers),
         "",
     ]
@@ -214,6 +231,8 @@ def build(name: str, *, force: bool = False, tiny: bool = False, progress: bool 
     from dtkit.collect.build import build_datasets
 
     recipe = _recipe(name, tiny)
+    if recipe.train is None:
+        return build_datasets(recipe, policy_dir or Path("."), force=force, progress=progress)
     # A tiny build never touches the shipped policies: it trains into the user cache.
     folder = policy_dir or default_policy_dir(recipe, packaged=not tiny)
     return build_datasets(recipe, folder, force=force, progress=progress)

@@ -1,8 +1,10 @@
 """Dataset recipes: TOML files in ``datasets/`` parsed into frozen dataclasses.
 
-A recipe is data, not code. It names the environment, the SB3 algorithm with its
-hyperparameters and training budget, and the quality tiers to roll out. Every
-field is checked here, so a typo fails with the field's name before any training.
+A recipe is data, not code. It names the environment, then either the SB3
+algorithm with its hyperparameters and training budget (``[train]``) or a
+scripted expert (``expert = "pkg.mod:Class"``, see :mod:`dtkit.collect.scripted`),
+and the quality tiers to roll out. Every field is checked here, so a typo fails
+with the field's name before any training.
 """
 
 from __future__ import annotations
@@ -104,13 +106,20 @@ class Recipe:
     name: str
     env_id: str
     dataset_id: str
-    train: TrainSpec
+    train: TrainSpec | None  # None for a scripted-expert recipe
     tiers: tuple[TierSpec, ...]
     seed: int = 0
     description: str = ""
     ref_episodes: int = 100  # episodes averaged for ref_min_score / ref_max_score
     code_permalink: str = ""
     datasets: tuple[DatasetSpec, ...] = ()
+    expert: str = ""  # "pkg.mod:Class" of a scripted expert, instead of [train]
+    jpeg: bool = False  # JPEG-encode image observations (lossy); the default stores them losslessly
+
+    @property
+    def scripted(self) -> bool:
+        """Whether the tiers come from a scripted expert rather than a trained SB3 agent."""
+        return bool(self.expert)
 
     def outputs(self) -> tuple[DatasetSpec, ...]:
         """The datasets this recipe builds: its ``datasets``, or one ``dataset_id`` of all tiers."""
@@ -130,7 +139,14 @@ class Recipe:
         data = asdict(self)
         for key in ("name", "description", "code_permalink", "datasets"):
             data.pop(key)
-        data["train"].pop("prune")
+        # Fields added later hash only when set, so datasets built before them stay valid.
+        for key in ("expert", "jpeg"):
+            if not data[key]:
+                data.pop(key)
+        if data["train"] is not None:
+            data["train"].pop("prune")
+        else:
+            data.pop("train")
         if self.datasets:
             if dataset is None:
                 raise ValueError("a [[datasets]] recipe has one fingerprint per dataset; pass the dataset")
@@ -188,7 +204,16 @@ def load_recipe(name: str | os.PathLike) -> Recipe:
 def parse_recipe(data: dict[str, Any], *, name: str, source: str = "<dict>") -> Recipe:
     """Check a recipe's fields and build a :class:`Recipe`; errors name the field."""
     r = _Reader(data, source, "")
-    train = r.table("train")
+    expert = r.get("expert", str, "")
+    if expert:
+        if "train" in data:
+            r.fail("train", "cannot be combined with `expert`: a recipe either trains an SB3 agent or runs a "
+                            "scripted expert; remove one of them")
+        if expert.count(":") != 1 or not all(expert.split(":")):
+            r.fail("expert", f"must be a class path 'package.module:ClassName', got {expert!r}")
+        train = None
+    else:
+        train = r.table("train")
     tiers_raw = r.get("tiers", list)
     if not tiers_raw:
         raise DtkitError(f"recipe {source}: `tiers` is empty; add at least one [[tiers]] table")
@@ -212,16 +237,19 @@ def parse_recipe(data: dict[str, Any], *, name: str, source: str = "<dict>") -> 
         description=r.get("description", str, ""),
         ref_episodes=r.positive("ref_episodes", 100),
         code_permalink=r.get("code_permalink", str, ""),
-        train=_parse_train(train),
-        tiers=tuple(_parse_tier(_Reader(t, source, f"tiers[{i}].")) for i, t in enumerate(tiers_raw)),
+        train=None if train is None else _parse_train(train),
+        tiers=tuple((_parse_scripted_tier if expert else _parse_tier)(_Reader(t, source, f"tiers[{i}]."))
+                    for i, t in enumerate(tiers_raw)),
         datasets=tuple(_parse_dataset(_Reader(d, source, f"datasets[{i}].")) for i, d in enumerate(datasets_raw or ())),
+        expert=expert,
+        jpeg=r.get("jpeg", bool, False),
     )
     r.done()
     names = [t.name for t in recipe.tiers]
     if len(set(names)) != len(names):
         raise DtkitError(f"recipe {source}: tier names must be unique, got {names}")
     for i, t in enumerate(recipe.tiers):
-        if t.policy == "medium-replay" and recipe.train.algo not in OFF_POLICY:
+        if t.policy == "medium-replay" and recipe.train is not None and recipe.train.algo not in OFF_POLICY:
             raise DtkitError(
                 f"recipe {source}: field `tiers[{i}].policy` medium-replay reads the replay buffer of an "
                 f"off-policy agent ({', '.join(OFF_POLICY)}), but `train.algo` is {recipe.train.algo!r}"
@@ -262,6 +290,24 @@ def _parse_train(r: _Reader) -> TrainSpec:
         hyperparams=r.get("hyperparams", dict, {}),
         prune=r.get("prune", bool, False),
     )
+    r.done()
+    return spec
+
+
+def _parse_scripted_tier(r: _Reader) -> TierSpec:
+    """A tier of a scripted-expert recipe: the expert (or uniform actions) with ``epsilon`` noise."""
+    policy = r.get("policy", str, "expert")
+    if policy not in ("expert", "random"):
+        r.fail("policy", f"must be 'expert' or 'random' in a scripted-expert recipe, got {policy!r}")
+    episodes = r.positive("episodes", None)
+    transitions = r.positive("transitions", None)
+    if (episodes is None) == (transitions is None):
+        r.fail("episodes", "set exactly one of `episodes` or `transitions`")
+    epsilon = r.get("epsilon", (int, float), 0.0)
+    if not 0.0 <= epsilon <= 1.0:
+        r.fail("epsilon", f"must lie in [0, 1] (the probability of a random action at each step), got {epsilon}")
+    spec = TierSpec(name=r.get("name", str, policy), policy=policy, episodes=episodes, transitions=transitions,
+                    epsilon=float(epsilon))
     r.done()
     return spec
 

@@ -6,6 +6,12 @@ a hidden staging root inside the real one (same filesystem, and Minari skips
 hidden folders when listing), build there, then ``os.rename`` the finished
 folder into place. ``minari.DataCollector`` is not used: it imports jax (~500 MB);
 ``EpisodeBuffer`` built from numpy arrays needs nothing beyond h5py.
+
+Episodes are streamed: :class:`DatasetStream` appends them to the staged
+dataset a few at a time as they are produced, so a build never holds a tier in
+memory. Images are stored losslessly (Minari's ``jpeg_encoding=False``, new in
+minari 0.5.4; Minari's default JPEG is lossy and crashes on 4-channel frame
+stacks); JPEG only when a recipe asks for it (``jpeg = true``).
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dtkit.collect.episodes import Episode
 from dtkit.collect.tiers import TierRollout
 from dtkit.errors import DtkitError
 from dtkit.io import atomic_write_json
 
-__all__ = ["dataset_build_info", "datasets_root", "write_dataset"]
+__all__ = ["DatasetStream", "dataset_build_info", "datasets_root", "write_dataset"]
 
 _ENV = "MINARI_DATASETS_PATH"
 _NS_FILE = "namespace_metadata.json"
@@ -87,6 +94,7 @@ def write_dataset(
     build_info: dict[str, Any],
     force: bool = False,
     extra_files: Callable[[Path], dict[str, str]] | None = None,
+    jpeg: bool = False,
 ) -> str:
     """Create ``dataset_id`` from the tier rollouts; replace an existing one only if ``force``.
 
@@ -94,53 +102,112 @@ def write_dataset(
     ``tier`` name, and the dataset metadata holds ``build_info`` under ``"dtkit"``.
     ``extra_files`` gets the staged dataset folder once Minari has written it and
     returns ``{file name: text}`` to put beside ``data/`` (the data card); they
-    appear together with the dataset, in the same rename.
+    appear together with the dataset, in the same rename. Images are stored
+    losslessly unless ``jpeg``.
     """
-    import minari
-    from minari.data_collector.episode_buffer import EpisodeBuffer
-    from minari.dataset.minari_dataset import parse_dataset_id
+    with DatasetStream(dataset_id, env_id=env_id, algorithm_name=algorithm_name, description=description,
+                       code_permalink=code_permalink, force=force, jpeg=jpeg) as out:
+        for r in rollouts:
+            for ep in r.episodes:
+                out.add(ep, r.tier.name)
+        out.finish(ref_min_score=ref_min_score, ref_max_score=ref_max_score, ref_episodes=ref_episodes,
+                   build_info=build_info, extra_files=extra_files)
+    return dataset_id
 
-    try:
-        namespace = parse_dataset_id(dataset_id)[0]
-    except ValueError as e:
-        raise DtkitError(f"dataset id {dataset_id!r} is malformed; use NAMESPACE/NAME-vN, e.g. me/cartpole/mixed-v0") from e
-    root = datasets_root()
-    final = root / dataset_id
-    if final.exists() and not force:
-        raise DtkitError(f"dataset {dataset_id!r} already exists at {final}; pass force (--force) or delete it")
-    _clean_stale_staging(root)
 
-    buffers, tags, i = [], [], 0
-    for r in rollouts:
-        for ep in r.episodes:
-            buffers.append(EpisodeBuffer(
-                id=i, seed=ep.seed, observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
-                terminations=ep.terminations, truncations=ep.truncations, infos={},
-            ))
-            tags.append({"tier": r.tier.name})
-            i += 1
+class DatasetStream:
+    """A Minari dataset written episode by episode into staging, published whole by :meth:`finish`.
 
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{os.getpid()}-"))
-    try:
-        with _minari_root(staging), warnings.catch_warnings():
-            # We have no author e-mail to give; every other field minari asks for is set.
-            warnings.filterwarnings("ignore", message=".*author_email.*")
-            ds = minari.create_dataset_from_buffers(
-                dataset_id, buffers, env=env_id, eval_env=env_id, algorithm_name=algorithm_name,
-                author="dtkit", code_permalink=code_permalink, description=description,
-                ref_min_score=ref_min_score, ref_max_score=ref_max_score,
-                num_episodes_average_score=ref_episodes, data_format="hdf5",
-            )
-            ds.storage.update_episode_metadata(tags)
-            ds.storage.update_metadata({"dtkit": build_info})
+    Leaving the ``with`` block without ``finish`` (an error, Ctrl-C) removes the
+    staged data, so the dataset stays absent (or as it was).
+
+    Example:
+        >>> with DatasetStream("me/task/mixed-v0", env_id="CartPole-v1", algorithm_name="x",
+        ...                    description="d", code_permalink="c") as out:  # doctest: +SKIP
+        ...     for ep in episodes: out.add(ep, "expert")
+        ...     out.finish(ref_min_score=None, ref_max_score=None, ref_episodes=0, build_info={})
+    """
+
+    #: Episodes are appended once this many steps are buffered: few HDF5 opens, little memory.
+    FLUSH_STEPS = 2_000
+
+    def __init__(self, dataset_id: str, *, env_id: str, algorithm_name: str, description: str, code_permalink: str,
+                 force: bool = False, jpeg: bool = False) -> None:
+        from minari.dataset.minari_dataset import parse_dataset_id
+
+        try:
+            self.namespace = parse_dataset_id(dataset_id)[0]
+        except ValueError as e:
+            raise DtkitError(f"dataset id {dataset_id!r} is malformed; use NAMESPACE/NAME-vN, e.g. me/cartpole/mixed-v0") from e
+        self.dataset_id, self.force = dataset_id, force
+        self.root = datasets_root()
+        final = self.root / dataset_id
+        if final.exists() and not force:
+            raise DtkitError(f"dataset {dataset_id!r} already exists at {final}; pass force (--force) or delete it")
+        self._create = dict(env=env_id, eval_env=env_id, algorithm_name=algorithm_name, author="dtkit",
+                            code_permalink=code_permalink, description=description, jpeg_encoding=jpeg)
+        self.tags: list[dict[str, Any]] = []
+        self._pending: list[Any] = []
+        self._pending_steps = 0
+        self._storage: Any = None
+        self._staging: Path | None = None
+
+    def __enter__(self) -> DatasetStream:
+        import minari
+
+        _clean_stale_staging(self.root)
+        self._staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".staging-{os.getpid()}-"))
+        try:
+            with _minari_root(self._staging), warnings.catch_warnings():
+                # We have no author e-mail to give; every other field minari asks for is set.
+                warnings.filterwarnings("ignore", message=".*author_email.*")
+                ds = minari.create_dataset_from_buffers(self.dataset_id, [], data_format="hdf5", **self._create)
+        except BaseException:  # __exit__ does not run when __enter__ fails
+            shutil.rmtree(self._staging, ignore_errors=True)
+            raise
+        self._storage = ds.storage
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+    def add(self, episode: Episode, tier: str) -> None:
+        """Append one finished episode (tagged with its ``tier``); written once enough steps are buffered."""
+        from minari.data_collector.episode_buffer import EpisodeBuffer
+
+        self._pending.append(EpisodeBuffer(
+            id=len(self.tags), seed=episode.seed, observations=episode.observations, actions=episode.actions,
+            rewards=episode.rewards, terminations=episode.terminations, truncations=episode.truncations, infos={},
+        ))
+        self.tags.append({"tier": tier})
+        self._pending_steps += len(episode)
+        if self._pending_steps >= self.FLUSH_STEPS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._storage.update_episodes(self._pending)
+        self._pending, self._pending_steps = [], 0
+
+    def finish(self, *, ref_min_score: float | None, ref_max_score: float | None, ref_episodes: int,
+               build_info: dict[str, Any], extra_files: Callable[[Path], dict[str, str]] | None = None) -> None:
+        """Write the metadata and ``extra_files``, then publish the dataset in one rename."""
+        self._flush()
+        if not self.tags:
+            raise DtkitError(f"dataset {self.dataset_id!r} would hold no episodes; give the tiers episodes")
+        meta: dict[str, Any] = {"dtkit": build_info}
+        if ref_min_score is not None and ref_max_score is not None:
+            meta |= {"ref_min_score": ref_min_score, "ref_max_score": ref_max_score,
+                     "num_episodes_average_score": ref_episodes}
+        self._storage.update_metadata(meta)
+        self._storage.update_episode_metadata(self.tags)
+        assert self._staging is not None
         if extra_files is not None:
-            folder = staging / dataset_id
+            folder = self._staging / self.dataset_id
             for name, text in extra_files(folder).items():
                 (folder / name).write_text(text)
-        _publish(staging, root, dataset_id, namespace, force)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dataset_id
+        _publish(self._staging, self.root, self.dataset_id, self.namespace, self.force)
 
 
 def _publish(staging: Path, root: Path, dataset_id: str, namespace: str | None, force: bool) -> None:

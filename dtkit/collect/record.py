@@ -1,0 +1,76 @@
+"""Recording episodes through an env wrapper, whatever acts in the env.
+
+The wrapper sees every ``reset`` and ``step``, so it records the same data
+whether a scripted expert, an SB3 agent (while training or rolling out) or a
+person drives the env, without reaching into any algorithm's internals. Each
+finished episode is handed to ``on_episode`` and then forgotten, so a caller
+that writes it to disk holds one episode in memory at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from dtkit.collect.episodes import Episode
+
+__all__ = ["RecordEpisodes"]
+
+
+def _stack(items: list[Any]) -> Any:
+    if isinstance(items[0], dict):
+        return {k: _stack([it[k] for it in items]) for k in items[0]}
+    return np.stack(items)
+
+
+class RecordEpisodes(gym.Wrapper):
+    """Calls ``on_episode(Episode)`` when an episode ends (terminated or truncated).
+
+    Observations keep the env's dtype (uint8 images stay uint8). An episode cut
+    by a new ``reset`` before it ended is dropped: it has no end to learn from.
+
+    Example:
+        >>> got = []
+        >>> env = RecordEpisodes(gym.make("CartPole-v1"), got.append)
+        >>> obs, _ = env.reset(seed=0)
+        >>> while not got:
+        ...     _ = env.step(env.action_space.sample())
+        >>> got[0].observations.shape[0] == len(got[0]) + 1
+        True
+    """
+
+    def __init__(self, env: gym.Env, on_episode: Callable[[Episode], None]) -> None:
+        super().__init__(env)
+        self.on_episode = on_episode
+        self._seed: int | None = None
+        self._obs: list[Any] = []
+        self._act: list[Any] = []
+        self._rew: list[float] = []
+        self._term: list[bool] = []
+        self._trunc: list[bool] = []
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._seed = seed
+        self._obs, self._act, self._rew, self._term, self._trunc = [obs], [], [], [], []
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._obs.append(obs)
+        self._act.append(np.asarray(action))
+        self._rew.append(float(reward))
+        self._term.append(bool(terminated))
+        self._trunc.append(bool(truncated))
+        if terminated or truncated:
+            episode = Episode(
+                seed=self._seed, observations=_stack(self._obs), actions=np.stack(self._act),
+                rewards=np.asarray(self._rew, dtype=np.float64), terminations=np.asarray(self._term, dtype=bool),
+                truncations=np.asarray(self._trunc, dtype=bool),
+            )
+            self._obs, self._act, self._rew, self._term, self._trunc = [], [], [], [], []
+            self.on_episode(episode)
+        return obs, reward, terminated, truncated, info
