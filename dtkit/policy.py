@@ -9,7 +9,8 @@ The context at every step is therefore a contiguous window of between
 ``keep + 1`` and K steps, each exactly what a fresh forward pass over that
 window gives, and every such window is one the model saw in training (a window
 of K trains every shorter prefix through the causal mask). The recompute costs
-``keep`` steps of work once every ``K - keep`` steps.
+``keep`` steps of trunk work once every ``K - keep`` steps; the observation
+encoders' outputs are kept per step, so a rebuild never re-runs an encoder.
 """
 
 from __future__ import annotations
@@ -69,8 +70,12 @@ class DTPolicy:
         self._rtg = torch.zeros(N, dtype=torch.float64, device=dev)
         self._n_ctx = torch.zeros(N, dtype=torch.long, device=dev)  # steps in each row's context
         self._prev_valid = torch.zeros(N, dtype=torch.bool, device=dev)
+        self._unrecorded = np.zeros(N, dtype=bool)  # acted, reward not yet recorded (checked by predict)
         self._rows = torch.arange(N, device=dev)
         self.cache = model.new_cache(N, dev) if use_cache else None
+        # Encoder outputs of the last K steps, so a cache rebuild re-runs the trunk but never an encoder (a CNN).
+        D = model.cfg.d_model
+        self._obs_tok = {f.key: torch.zeros(N, K, f.n_tokens, D, device=dev) for f in self.spec.obs} if use_cache else {}
         self.reset()
 
     def set_target_return(self, target_return: float) -> None:
@@ -88,6 +93,7 @@ class DTPolicy:
         if sel.numel() == 0:
             return
         self._t[sel] = 0
+        self._unrecorded[sel.cpu().numpy()] = False
         self._rtg[sel] = self.target_return
         self._n_ctx[sel] = 0
         self._prev_valid[sel] = False
@@ -103,6 +109,7 @@ class DTPolicy:
         # Same quantity as the sampler's: (target - rewards received before t) / scale.
         self._rtg[sel] -= r
         self._t[sel] += 1
+        self._unrecorded[sel.cpu().numpy() if rows is not None else slice(None)] = False
 
     def _as_rows(self, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
         t = rows if isinstance(rows, torch.Tensor) else torch.as_tensor(np.asarray(rows))
@@ -129,6 +136,7 @@ class DTPolicy:
         action = self.model.head.act(pred, self.deterministic)
         self._act[self._rows, slot] = action
         out = action.cpu().numpy()
+        self._unrecorded[:] = True
         return out if self.spec.action.discrete else self.spec.action.from_unit(out)
 
     def _act_cached(self, obs_t: dict[str, torch.Tensor], ret: torch.Tensor) -> torch.Tensor:
@@ -139,8 +147,11 @@ class DTPolicy:
         assert self.cache is not None
         prev_slot = (t - 1) % K
         prev = {"action": self._act[self._rows, prev_slot], "reward": self._rew[self._rows, prev_slot]}
+        tokens = {k: v[:, 0] for k, v in self.model.encode_obs({k: x[:, None] for k, x in obs_t.items()}).items()}  # key -> (N, n, D)
+        for k, v in tokens.items():
+            self._obs_tok[k][self._rows, t % K] = v.to(self._obs_tok[k].dtype)
         pred = self.model.step(self.cache, prev, (t - 1).clamp_min(0), self._prev_valid,
-                               {"return": ret, "obs": obs_t}, t)
+                               {"return": ret, "obs": obs_t}, t, obs_tokens=tokens)
         self._n_ctx += 1
         self._prev_valid[:] = True
         return pred
@@ -154,7 +165,8 @@ class DTPolicy:
         if self.keep == 0:
             return
         steps = self._t[rows, None] - self.keep + torch.arange(self.keep, device=self.device)  # (R, keep)
-        _, kvs = self.model(self._window(rows, steps), kv_only=True)
+        tokens = {k: v[rows[:, None], steps % self.spec.context_len] for k, v in self._obs_tok.items()}  # key -> (R, keep, n, D)
+        _, kvs = self.model(self._window(rows, steps), kv_only=True, obs_tokens=tokens)
         self.cache.load(rows, kvs)
         self._prev_valid[rows] = False  # step t-1's action is inside the rebuilt window
 
@@ -206,8 +218,17 @@ class DTPolicy:
         environment with :meth:`wrap_env` before handing it to SB3.
         """
         self.deterministic = deterministic
-        if episode_start is not None and np.any(episode_start):
-            self.reset(np.asarray(episode_start, dtype=bool))
+        first = observation[self.spec.obs[0].key] if isinstance(observation, dict) else observation
+        n = len(np.asarray(first)) if np.ndim(first) > len(self.spec.obs[0].info.shape) else 1
+        if n != self.num_envs or (episode_start is not None and np.size(episode_start) != self.num_envs):
+            raise DtkitError(f"predict got observations for {n} envs but this policy drives num_envs={self.num_envs}; "
+                             "make the policy with as many envs as the VecEnv (make_policy(..., num_envs=venv.num_envs))")
+        starts = np.zeros(self.num_envs, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(-1)
+        if (self._unrecorded & ~starts).any():
+            raise DtkitError("predict was called again before the rewards of the last actions reached the policy, so it would act "
+                             "on one step of context; wrap each env with policy.wrap_env(env, index) before giving it to SB3")
+        if starts.any():
+            self.reset(starts)
         return self.act(observation), None
 
     def wrap_env(self, env: Any, index: int = 0) -> Any:

@@ -96,6 +96,10 @@ class DecisionTransformer(nn.Module):
         )
         self._rules: dict[tuple[int, torch.device], torch.Tensor] = {}
         self.register_buffer("_last", torch.tensor([S - 1]), persistent=False)
+        # Slots of the fields that can be absent (spec: maskable), per key. Where such a field
+        # is absent its tokens keep their slots but no other token sees them (DESIGN: presence mask).
+        self._maskable = {f.key: [i for i, (name, _) in enumerate(spec.slots) if name == f"obs/{f.key}"]
+                          for f in spec.obs if f.maskable}
         # A pure causal rule lets SDPA use its is_causal fast path.
         self._plain_causal = not spec.block_obs_attention or int(slot_is_obs.sum()) <= 1
         self.apply(self._init_weights)
@@ -114,22 +118,61 @@ class DecisionTransformer(nn.Module):
         enc = self.encoders[name]
         return enc(x.reshape(B * T, *x.shape[2:])).view(B, T, enc.n_tokens, -1)  # (B, T, n, D)
 
-    def _embed(self, names: tuple[str, ...], inputs: dict[str, Any], timesteps: torch.Tensor, slots: slice) -> torch.Tensor:
-        """Tokens of the fields ``names`` for (B, T) steps -> (B, T, n_slots, D), positions added."""
+    def encode_obs(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The observation encoders' outputs: key -> (B, T, *shape) in, key -> (B, T, n_tokens, D) out.
+
+        Standardisation (for the keys whose encoder wants it) is included. The policy
+        keeps these per step, so a cache rebuild never re-runs an encoder (a CNN).
+        """
+        out = {}
+        for i, f in enumerate(self.spec.obs):
+            x = obs[f.key]
+            if f.key in self._norm_keys:
+                x = (x.float() - getattr(self, f"_obs_mean{i}")) / getattr(self, f"_obs_std{i}")
+            out[f.key] = self._encode(f"obs/{f.key}", x)
+        return out
+
+    def _embed(self, names: tuple[str, ...], inputs: dict[str, Any], timesteps: torch.Tensor, slots: slice,
+               obs_tokens: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Tokens of the fields ``names`` for (B, T) steps -> (B, T, n_slots, D), positions added.
+
+        ``obs_tokens`` (key -> (B, T, n, D)) are encoder outputs computed earlier; when
+        given, the observation encoders are not run.
+        """
         parts = []
         for name in names:
             if name != "obs":
                 parts.append(self._encode(name, inputs[name]))
                 continue
-            for i, f in enumerate(self.spec.obs):
-                x = inputs["obs"][f.key]
-                if f.key in self._norm_keys:
-                    x = (x.float() - getattr(self, f"_obs_mean{i}")) / getattr(self, f"_obs_std{i}")
-                parts.append(self._encode(f"obs/{f.key}", x))
+            toks = obs_tokens if obs_tokens is not None else self.encode_obs(inputs["obs"])
+            parts.extend(toks[f.key] for f in self.spec.obs)
         tok = torch.cat(parts, dim=2)
         t = timesteps.clamp(0, self.spec.max_timestep)
         tok = tok + self.slot_emb.weight[slots] + self.timestep_emb(t)[:, :, None]
         return self.embed_ln(tok)
+
+    def presence(self, obs: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """key -> (...) bool for every maskable field: ``present[key]`` when given, else derived
+        from ``obs[key]`` of shape (..., *field.shape): a clip that is all zeros is absent."""
+        out = {}
+        for f in self.spec.obs:
+            if f.key not in self._maskable:
+                continue
+            if present is not None and f.key in present:
+                out[f.key] = present[f.key].bool()
+            elif f.key in obs:
+                x = obs[f.key]
+                out[f.key] = x.reshape(*x.shape[: x.dim() - len(f.info.shape)], -1).ne(0).any(-1)
+            else:
+                raise ValueError(f"the presence of maskable field {f.key!r} is unknown: pass its observation or present[{f.key!r}]")
+        return out
+
+    def _slot_valid(self, present: dict[str, torch.Tensor], lead: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """(*lead, S) bool: False at the slots of fields absent at that step."""
+        valid = torch.ones(*lead, self.spec.tokens_per_step, dtype=torch.bool, device=device)
+        for key, p in present.items():
+            valid[..., self._maskable[key]] = p[..., None]
+        return valid
 
     def _window_rule(self, T: int, device: torch.device) -> torch.Tensor:
         """(T*S, T*S) attention rule for a window of T steps, built once per length and device."""
@@ -142,23 +185,35 @@ class DecisionTransformer(nn.Module):
         return self._rules[(T, device)]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, batch: Batch, return_kv: bool = False, kv_only: bool = False) -> tuple[torch.Tensor | None, list]:
+    def forward(self, batch: Batch, return_kv: bool = False, kv_only: bool = False,
+                obs_tokens: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor | None, list]:
         """Predict a_t at every step of the windows.
 
         Returns:
             (B, T, A) predictions (tanh outputs in [-1, 1], or logits) and, with
             ``return_kv``, each layer's keys/values (B, nh, T * S, hs). With
             ``kv_only`` only the keys/values are computed and the predictions are None.
+            ``obs_tokens`` (key -> (B, T, n, D), from :meth:`encode_obs`) replace
+            running the observation encoders on ``batch.obs``.
         """
         B, T = batch.timesteps.shape
         S = self.spec.tokens_per_step
         inputs = {"return": batch.returns, "obs": batch.obs, "action": batch.actions, "reward": batch.rewards}
-        x = self.drop(self._embed(self.spec.layout, inputs, batch.timesteps, slice(0, S)))  # (B, T, S, D)
+        x = self.drop(self._embed(self.spec.layout, inputs, batch.timesteps, slice(0, S), obs_tokens))  # (B, T, S, D)
         x = x.reshape(B, T * S, -1)
         padded, right_padded = _padding_kind(batch.mask)
         readout = self._readout_positions(T, x.device)
         rule = self._window_rule(T, x.device)  # (L, L), cached per length
-        if not padded or right_padded:
+        present = self.presence(batch.obs, batch.present) if self._maskable else {}
+        if present and not bool(torch.stack([p.all() for p in present.values()]).all()):
+            # Some field is absent somewhere: its keys are hidden row by row (every query still
+            # sees itself, so no row turns into NaN). The readout slot is never maskable.
+            key_valid = self._slot_valid(present, (B, T), x.device).reshape(B, T * S)
+            if padded:
+                key_valid &= batch.mask.repeat_interleave(S, dim=1)
+            attn_mask = window_mask(rule, key_valid)  # (B, 1, L, L)
+            readout_mask = attn_mask[:, :, readout]
+        elif not padded or right_padded:
             # Padding only after the real steps (the sampler and the policy pad on the
             # right) is never reached by a real query: the rule is causal and a step's
             # observation block never mixes real and padding steps. So one (L, L) rule
@@ -185,16 +240,21 @@ class DecisionTransformer(nn.Module):
         prev: dict[str, torch.Tensor],  # post-act fields of step t-1: action (B, ...), reward (B,)
         prev_timestep: torch.Tensor,  # (B,) long
         prev_valid: torch.Tensor,  # (B,) bool: False where step t-1's tokens are absent or cached already
-        cur: dict[str, Any],  # pre-act fields of step t: return (B,), obs {key: (B, ...)}
+        cur: dict[str, Any],  # pre-act fields of step t: return (B,), obs {key: (B, ...)}, optional present {key: (B,)}
         timestep: torch.Tensor,  # (B,) long
+        obs_tokens: dict[str, torch.Tensor] | None = None,  # key -> (B, n, D) encoder outputs of step t's obs, if computed
     ) -> torch.Tensor:
         """Feed one step per row through the cache and predict a_t: returns (B, A)."""
         B = timestep.shape[0]
         S = self.spec.tokens_per_step
         post = self._embed(self.spec.post_fields, _one_step(prev), prev_timestep[:, None], slice(self.n_pre, S))
-        pre = self._embed(self.spec.pre_fields, _one_step(cur), timestep[:, None], slice(0, self.n_pre))
+        cur_tokens = None if obs_tokens is None else {k: v[:, None] for k, v in obs_tokens.items()}
+        pre = self._embed(self.spec.pre_fields, _one_step(cur), timestep[:, None], slice(0, self.n_pre), cur_tokens)
         x = torch.cat([post, pre], dim=2).view(B, S, -1)  # (B, F=S, D)
         new_valid = torch.ones(B, S, dtype=torch.bool, device=x.device)
+        if self._maskable:  # absent fields of step t stay invisible in the cache, exactly as in a recompute
+            present = self.presence(cur["obs"], cur.get("present"))
+            new_valid[:, self.n_post:] = self._slot_valid(present, (B,), x.device)[:, : self.n_pre]
         new_valid[:, : self.n_post] = prev_valid[:, None]
         mask = cache.begin_step(new_valid, self._step_rule)
         h, _ = self.trunk(x, mask, cache, readout=self._last, readout_mask=mask[:, :, -1:])

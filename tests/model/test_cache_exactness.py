@@ -39,7 +39,22 @@ CASES = {
         gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (3,)), "img": gym.spaces.Box(0, 1, (2, 3))}),
         gym.spaces.Discrete(4), {"img": EncoderConfig(f"{__name__}:FourTokens")}, ("return", "obs", "action"),
     ),
+    # Real image encoders on uint8 pixels: a CNN token beside a vector, and 4 patch tokens with a reward token.
+    "cnn-uint8": (
+        gym.spaces.Dict({"img": gym.spaces.Box(0, 255, (10, 10, 3), np.uint8), "pos": gym.spaces.Box(-1, 1, (2,))}),
+        gym.spaces.Discrete(3), {}, ("return", "obs", "action"),
+    ),
+    "patch-uint8": (
+        gym.spaces.Box(0, 255, (2, 8, 8), np.uint8), gym.spaces.Box(-1, 1, (2,)),
+        {"obs": EncoderConfig("patch", {"patch": 4})}, ("return", "obs", "action", "reward"),
+    ),
 }
+
+
+def _sample_obs(space, n, rng):
+    if space.dtype == np.uint8:
+        return rng.integers(0, 256, size=(n, *space.shape), dtype=np.uint8)
+    return rng.normal(size=(n, *space.shape)).astype(np.float32)
 
 
 def _history_window(hist, i, start, end, spec):
@@ -73,9 +88,9 @@ def test_cached_actions_equal_fresh_forward(case, block):
         if t in (K + 2, 2 * K + 3):
             policy.reset(np.array([t == K + 2, False, t != K + 2]))  # rows fall out of lockstep
         if isinstance(obs_space, gym.spaces.Dict):
-            obs = {k: rng.normal(size=(N, *s.shape)).astype(np.float32) for k, s in obs_space.spaces.items()}
+            obs = {k: _sample_obs(s, N, rng) for k, s in obs_space.spaces.items()}
         else:
-            obs = {"obs": rng.normal(size=(N, *obs_space.shape)).astype(np.float32)}
+            obs = {"obs": _sample_obs(obs_space, N, rng)}
         hist["ret"].append(policy._rtg.numpy() / spec.return_scale)
         hist["t"].append(policy._t.numpy().copy())
         action = policy.act(obs if spec.dict_obs else obs["obs"])
@@ -124,3 +139,19 @@ def test_rows_reset_independently():
         both.record(np.ones(2)), alone.record(np.ones(1))
         if t % 5 == 4:
             both.reset(np.array([True, False]))
+
+
+def test_rebuild_reuses_encoder_outputs():
+    """A cache rebuild recomputes the trunk over `keep` steps but never re-runs the image encoder:
+    the CNN sees each observation exactly once."""
+    spec = spec_from_spaces(gym.spaces.Box(0, 255, (4, 12, 12), np.uint8), gym.spaces.Discrete(3), context_len=4)
+    model = DecisionTransformer(spec, ModelConfig(d_model=16, n_layer=2)).eval()
+    frames_seen = []
+    model.encoders["obs/obs"].register_forward_hook(lambda mod, args, out: frames_seen.append(args[0].shape[0]))
+    policy = DTPolicy(model, num_envs=2, target_return=5.0, keep=2)
+    rng = np.random.default_rng(3)
+    steps = 11  # several rebuilds: the cache fills every K - keep = 2 steps
+    for _ in range(steps):
+        policy.act(rng.integers(0, 256, size=(2, 4, 12, 12), dtype=np.uint8))
+        policy.record(np.ones(2))
+    assert sum(frames_seen) == 2 * steps
