@@ -18,28 +18,37 @@ __all__ = ["EvalConfig", "DemoConfig", "make_policy", "run_eval", "run_demo"]
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluate a checkpoint in its Gymnasium environment and write eval.json."""
+    """Evaluate a checkpoint in its Gymnasium environment and write a report beside it.
+
+    The report goes to eval_<step folder>_seed<seed>.json in the run folder, so it never
+    overwrites the eval.json that training wrote; both record the env seed they used.
+    """
 
     checkpoint: str
     """A run folder (its latest checkpoint) or a checkpoints/step_* folder."""
     env_id: str | None = None
-    """Environment to evaluate in (default: the one the dataset was collected in)."""
+    """Environment to evaluate in (default: the one the dataset was collected in, remade from its recorded spec).
+    gymnasium's 'module:Env-v0' form imports the module first."""
+    env_module: tuple[str, ...] = ()
+    """Modules to import first, e.g. a package of yours that calls gymnasium.register."""
     target_returns: tuple[float, ...] = ()
     """Returns to condition on (default: those stored with the checkpoint)."""
     episodes: int = 10
     """Episodes per target return."""
     num_envs: int = 10
     """Environments stepped together, one batched forward pass per step."""
-    seed: int = 0
-    """Seed for the environments' resets."""
+    seed: int | None = None
+    """Seed for the environments' resets (default: the training seed, as training's own evaluation used)."""
     no_cache: bool = False
     """Recompute the whole context every step instead of using the exact KV cache."""
     keep: int | None = None
     """Steps kept when a full cache is rebuilt (default K // 2): contexts span keep + 1 .. K steps."""
     out: str | None = None
-    """Where to write the report (default: eval.json in the run folder)."""
+    """Where to write the report (default: eval_<step folder>_seed<seed>.json in the run folder)."""
     device: str = "cpu"
     """'cpu' or 'cuda[:N]'."""
+    threads: int | None = None
+    """torch threads (default: torch's choice; on a busy machine fewer is often faster)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -75,19 +84,16 @@ def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_r
         >>> policy = make_policy("runs/demo", num_envs=1, target_return=500)  # doctest: +SKIP
         >>> policy.reset(); policy.act(obs[None])  # doctest: +SKIP
     """
-    import gymnasium as gym
-
     from dtkit.data import check_env_spaces
     from dtkit.gym_env import make_env
+    from dtkit.trainer.checks import check_device
 
+    check_device(device)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, device=device)
     env_id = env_id or ckpt.env_id
     if env_id is None:
         raise DtkitError(f"checkpoint {ckpt.path} records no environment id; pass env_id (--env-id)")
-    try:
-        env = make_env(env_id)
-    except gym.error.Error as exc:
-        raise DtkitError(f"environment {env_id!r} could not be made ({exc}); check the id or install its package") from None
+    env = make_env(env_id, ckpt.meta.get("env_spec"))
     try:
         check_env_spaces(ckpt.spec, env.observation_space, env.action_space, env_id, f"checkpoint {ckpt.path}")
     finally:
@@ -99,16 +105,29 @@ def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_r
 
 def run_eval(cfg: EvalConfig) -> EvalReport:
     """Evaluate ``cfg.checkpoint`` and write ``eval.json`` atomically; returns the report."""
+    from dtkit.gym_env import import_env_modules
+    from dtkit.trainer.checks import check_device, set_threads
+
+    set_threads(cfg.threads)
+    check_device(cfg.device)
+    for name, v in (("episodes", cfg.episodes), ("num_envs", cfg.num_envs)):
+        if v < 1:
+            raise DtkitError(f"--{name.replace('_', '-')}={v} is invalid; use a positive integer")
+    if cfg.seed is not None and cfg.seed < 0:
+        raise DtkitError(f"--seed={cfg.seed} is invalid; use an integer >= 0")
+    import_env_modules(cfg.env_module)
     ckpt = load_checkpoint(cfg.checkpoint, device=cfg.device)
     targets = list(cfg.target_returns) or list(ckpt.meta.get("target_returns", []))
     policy = make_policy(ckpt, cfg.num_envs, targets[0] if targets else None, env_id=cfg.env_id,
                          use_cache=not cfg.no_cache, keep=cfg.keep, device=cfg.device)
     env_id = cfg.env_id or ckpt.env_id
     assert env_id is not None  # make_policy raised otherwise
-    report = evaluate(policy, env_id, targets, cfg.episodes, seed=cfg.seed, ref_min_score=ckpt.meta.get("ref_min_score"),
-                      ref_max_score=ckpt.meta.get("ref_max_score"), progress=cfg.progress)
+    seed = cfg.seed if cfg.seed is not None else int(ckpt.meta.get("config", {}).get("seed", 0))
+    report = evaluate(policy, env_id, targets, cfg.episodes, seed=seed, ref_min_score=ckpt.meta.get("ref_min_score"),
+                      ref_max_score=ckpt.meta.get("ref_max_score"), progress=cfg.progress, recorded_spec=ckpt.meta.get("env_spec"))
     report.checkpoint, report.dataset_id = str(ckpt.path), ckpt.meta.get("dataset_id")
-    out = Path(cfg.out) if cfg.out else ckpt.path.parent.parent / "eval.json"
+    # Never training's eval.json: a report names the checkpoint and seed it came from.
+    out = Path(cfg.out) if cfg.out else ckpt.path.parent.parent / f"eval_{ckpt.path.name}_seed{seed}.json"
     atomic_write_json(out, report.to_dict())
     return report
 
