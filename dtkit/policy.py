@@ -166,8 +166,9 @@ class DTPolicy:
             return
         steps = self._t[rows, None] - self.keep + torch.arange(self.keep, device=self.device)  # (R, keep)
         tokens = {k: v[rows[:, None], steps % self.spec.context_len] for k, v in self._obs_tok.items()}  # key -> (R, keep, n, D)
-        _, kvs = self.model(self._window(rows, steps), kv_only=True, obs_tokens=tokens)
-        self.cache.load(rows, kvs)
+        window = self._window(rows, steps)
+        _, kvs = self.model(window, kv_only=True, obs_tokens=tokens)
+        self.cache.load(rows, kvs, self.model.token_valid(window))  # absent fields stay hidden after a rebuild
         self._prev_valid[rows] = False  # step t-1's action is inside the rebuilt window
 
     def _act_recompute(self) -> torch.Tensor:

@@ -25,13 +25,19 @@ POST_ACT_FIELDS = ("action", "reward")
 
 @dataclass(frozen=True)
 class ObsField:
-    """One observation key, its encoder and the tokens it yields per step."""
+    """One observation key, its encoder and the tokens it yields per step.
+
+    ``maskable``: the field can be absent at a step (silence, a missing clip). Its
+    tokens keep their slots but are hidden from every other token by a per-field
+    presence flag (see :class:`~dtkit.batch.Batch`), so the slots per step stay fixed.
+    """
 
     key: str
     info: FieldInfo
     encoder: EncoderConfig
     n_tokens: int = 1
     normalize: bool = True
+    maskable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +46,7 @@ class ObsField:
             "encoder": self.encoder.to_dict(),
             "n_tokens": self.n_tokens,
             "normalize": self.normalize,
+            "maskable": self.maskable,
         }
 
     @classmethod
@@ -50,6 +57,7 @@ class ObsField:
             encoder=EncoderConfig.from_dict(d["encoder"]),
             n_tokens=int(d["n_tokens"]),
             normalize=bool(d["normalize"]),
+            maskable=bool(d.get("maskable", False)),
         )
 
 
@@ -94,7 +102,8 @@ class Spec:
     """Everything derived from the data that the model and policy need.
 
     Attributes:
-        obs: observation fields in token order (one per Dict key; key "obs" for a plain space).
+        obs: observation fields in token order (one per Dict key; key "obs" for a plain space). The order is
+            configurable; the last field is never maskable, since a_t is read out from its last token.
         action: the action space, as plain data.
         layout: per-step field order, e.g. ``("return", "obs", "action")``.
         context_len: K, the most steps the model attends over.
@@ -115,6 +124,14 @@ class Spec:
 
     def __post_init__(self) -> None:
         validate_layout(self.layout)
+        if self.obs and self.obs[-1].maskable:
+            keys = [f.key for f in self.obs]
+            fixed = [f.key for f in self.obs if not f.maskable]
+            raise DtkitError(
+                f"observation key order {keys} ends with {self.obs[-1].key!r}, a field that can be absent, but the action is "
+                "read out from the last observation token, which must never be masked; put a field that is always present last"
+                + (f" (e.g. {fixed[-1]!r})" if fixed else "")
+            )
         slots: list[tuple[str, int]] = []
         for name in self.layout:
             if name == "obs":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -34,6 +35,7 @@ def spec_from_spaces(
     max_timestep: int = 1000,
     return_scale: float = 1.0,
     block_obs_attention: bool = True,
+    obs_order: tuple[str, ...] | None = None,
     where: str = "dataset",
 ) -> Spec:
     """Derive a :class:`Spec` from gymnasium spaces.
@@ -42,6 +44,9 @@ def spec_from_spaces(
         obs_encoders: encoder per observation key ("obs" for a plain space); keys left
             out get their modality's default ("mlp" for vectors, "embedding" for Discrete,
             "cnn" for uint8 images).
+        obs_order: the order of the observation keys' tokens within a step (every key once).
+            By default fields that can be absent (audio) come first and the rest follow in
+            the space's order, so the action is read out from a token that is never masked.
         where: names the source of the spaces in error messages.
 
     Example:
@@ -67,7 +72,9 @@ def spec_from_spaces(
         # The encoder decides whether it wants standardised input; pixels and audio never
         # get per-dataset statistics (their encoders scale them).
         normalize = info.modality not in ("image", "audio") and encoder_class(enc_cfg.type).standardize(info)
-        fields.append(ObsField(key=key, info=info, encoder=enc_cfg, n_tokens=n_tokens, normalize=normalize))
+        fields.append(ObsField(key=key, info=info, encoder=enc_cfg, n_tokens=n_tokens, normalize=normalize,
+                               maskable=info.modality == "audio"))
+    fields = _order_fields(fields, obs_order)
 
     if isinstance(action_space, gym.spaces.Discrete):
         action = ActionSpec(kind="discrete", dim=1, n=int(action_space.n))
@@ -83,6 +90,23 @@ def spec_from_spaces(
     return Spec(obs=tuple(fields), action=action, layout=tuple(layout), context_len=context_len,
                 max_timestep=max_timestep, return_scale=return_scale, block_obs_attention=block_obs_attention,
                 dict_obs=dict_obs)
+
+
+def _order_fields(fields: list[ObsField], obs_order: tuple[str, ...] | None) -> list[ObsField]:
+    """Fields in token order: ``obs_order`` when given, else maskable (audio) fields first.
+
+    A field that can be absent is maskable only while some field that is always
+    present exists to carry the readout; an all-audio observation has no maskable field.
+    """
+    if not any(not f.maskable for f in fields):
+        fields = [replace(f, maskable=False) for f in fields]
+    if obs_order is None or not list(obs_order):
+        return sorted(fields, key=lambda f: not f.maskable)  # stable: keeps the space's order otherwise
+    keys = [f.key for f in fields]
+    if sorted(obs_order) != sorted(keys):
+        raise DtkitError(f"observation key order {list(obs_order)} must list every observation key exactly once: {keys}")
+    by_key = {f.key: f for f in fields}
+    return [by_key[k] for k in obs_order]
 
 
 def check_supported(observation_space: gym.Space, action_space: gym.Space, where: str) -> None:

@@ -47,14 +47,17 @@ class KVCache:
         self.valid[rows] = False
         self._len[self._host_rows(rows)] = 0
 
-    def load(self, rows: torch.Tensor, kvs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Replace ``rows`` with freshly computed keys/values, each (len(rows), nh, L, hs)."""
+    def load(self, rows: torch.Tensor, kvs: list[tuple[torch.Tensor, torch.Tensor]], valid: torch.Tensor | None = None) -> None:
+        """Replace ``rows`` with freshly computed keys/values, each (len(rows), nh, L, hs).
+
+        ``valid``: (len(rows), L) bool, False for tokens no one may attend to (absent fields); default all True.
+        """
         n = kvs[0][0].shape[2]
         for layer, (k, v) in enumerate(kvs):
             self.k[layer][rows, :, :n] = k.to(self.k[layer].dtype)
             self.v[layer][rows, :, :n] = v.to(self.v[layer].dtype)
         self.valid[rows] = False
-        self.valid[rows, :n] = True
+        self.valid[rows, :n] = True if valid is None else valid.to(self.device)
         self._len[self._host_rows(rows)] = n
 
     def begin_step(self, new_valid: torch.Tensor, rule: torch.Tensor) -> torch.Tensor:

@@ -167,6 +167,17 @@ class DecisionTransformer(nn.Module):
                 raise ValueError(f"the presence of maskable field {f.key!r} is unknown: pass its observation or present[{f.key!r}]")
         return out
 
+    def token_valid(self, batch: Batch) -> torch.Tensor | None:
+        """(B, T * S) bool, False at the tokens of absent fields; None when no field can be absent.
+
+        A cache rebuilt from a window loads this, so absent tokens stay hidden there too.
+        """
+        if not self._maskable:
+            return None
+        B, T = batch.timesteps.shape
+        present = self.presence(batch.obs, batch.present)
+        return self._slot_valid(present, (B, T), batch.timesteps.device).reshape(B, -1)
+
     def _slot_valid(self, present: dict[str, torch.Tensor], lead: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """(*lead, S) bool: False at the slots of fields absent at that step."""
         valid = torch.ones(*lead, self.spec.tokens_per_step, dtype=torch.bool, device=device)
