@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Any
 
 import numpy as np
 import torch
 
 from dtkit.batch import Batch
+from dtkit.data.lazy import LazyObs
 from dtkit.data.trajectories import Trajectories
 from dtkit.errors import DtkitError
 from dtkit.spec import Spec
@@ -24,12 +27,20 @@ class SegmentSampler:
     Returns-to-go are divided by ``spec.return_scale``, the same quantity the
     policy feeds at evaluation time (DESIGN invariant 3).
 
+    Lazy observation keys (:class:`~dtkit.data.lazy.LazyObs`: images, audio) are
+    read from disk per batch. With ``prefetch`` > 0 a background thread gathers
+    that many batches ahead (the reads release the GIL, so they overlap the
+    update); by default it does so whenever a key is lazy. Resuming stays exact:
+    :meth:`state_dict` is the RNG state after the last batch *returned*, not the
+    last one prefetched.
+
     Example:
         >>> sampler = SegmentSampler(traj, spec, batch_size=64, seed=0)  # doctest: +SKIP
         >>> batch = sampler.sample()  # doctest: +SKIP
     """
 
-    def __init__(self, traj: Trajectories, spec: Spec, batch_size: int, seed: int = 0, device: str | torch.device = "cpu") -> None:
+    def __init__(self, traj: Trajectories, spec: Spec, batch_size: int, seed: int = 0, device: str | torch.device = "cpu",
+                 prefetch: int | None = None) -> None:
         if batch_size < 1:
             raise DtkitError(f"batch_size={batch_size} is invalid; use a positive batch size")
         self.spec, self.batch_size, self.device = spec, batch_size, torch.device(device)
@@ -41,14 +52,38 @@ class SegmentSampler:
         self._ep_len = traj.episode_lengths
         self._num_steps = traj.num_steps
         # Everything is converted once; sampling is pure indexing.
-        self._obs = {f.key: torch.from_numpy(np.ascontiguousarray(traj.obs[f.key])) for f in spec.obs}
+        self._lazy = {f.key: traj.obs[f.key] for f in spec.obs if isinstance(traj.obs[f.key], LazyObs)}
+        self._obs = {f.key: torch.from_numpy(np.ascontiguousarray(traj.obs[f.key])) for f in spec.obs
+                     if f.key not in self._lazy}
         acts = traj.actions if spec.action.discrete else spec.action.to_unit(traj.actions)
         self._actions = torch.from_numpy(np.ascontiguousarray(acts))
         self._returns = torch.from_numpy((traj.returns_to_go / spec.return_scale).astype(np.float32))
         self._rewards = torch.from_numpy(traj.rewards.astype(np.float32))
         self._timesteps = torch.from_numpy(traj.timesteps)
 
+        self.prefetch = (2 if self._lazy else 0) if prefetch is None else prefetch
+        self._queue: queue.Queue | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumed_state = self.rng.bit_generator.state
+
     def sample(self) -> Batch:
+        if self.prefetch <= 0:
+            batch = self._make()
+        else:
+            if self._thread is None:
+                self._start()
+            assert self._queue is not None
+            item = self._queue.get()
+            if isinstance(item, BaseException):  # a read error in the worker surfaces here, once
+                self._thread = None
+                raise item
+            self._consumed_state, batch = item
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch
+
+    def _make(self) -> Batch:
         B, K = self.batch_size, self.spec.context_len
         step = self.rng.integers(self._num_steps, size=B)
         ep = self._episode_of[step]
@@ -58,20 +93,53 @@ class SegmentSampler:
         mask = rel < length[:, None]
         # Padding repeats the last real step; the mask hides it from loss and attention.
         idx = torch.from_numpy(start[:, None] + np.minimum(rel, length[:, None] - 1))
+        obs = {k: v[idx] for k, v in self._obs.items()}
+        for k, lazy in self._lazy.items():
+            obs[k] = torch.from_numpy(lazy.windows(start + offset, np.minimum(length - offset, K), K))
         batch = Batch(
             returns=self._returns[idx],
-            obs={k: v[idx] for k, v in self._obs.items()},
+            obs=obs,
             actions=self._actions[idx],
             rewards=self._rewards[idx],
             timesteps=self._timesteps[idx],
             mask=torch.from_numpy(mask),
         )
-        if self.device.type == "cuda":
-            return batch.pin_memory().to(self.device, non_blocking=True)
         return batch
 
+    def _start(self) -> None:
+        self._stop.clear()
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        self._queue = q
+
+        def work() -> None:
+            try:
+                while not self._stop.is_set():
+                    batch = self._make()
+                    item = (self.rng.bit_generator.state, batch)
+                    while not self._stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+            except BaseException as exc:  # handed to the consumer, which raises it
+                q.put(exc)
+
+        self._thread = threading.Thread(target=work, name="dtkit-prefetch", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the prefetch thread (it is a daemon, so this is optional) and rewind to the last returned batch."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self.rng.bit_generator.state = self._consumed_state
+
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
+        return {"rng": self._consumed_state if self.prefetch > 0 else self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.close()
         self.rng.bit_generator.state = state["rng"]
+        self._consumed_state = state["rng"]

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from dtkit.data.lazy import lazy_obs_keys, open_obs_cache
 from dtkit.data.spaces import check_supported
 from dtkit.errors import DtkitError
 
@@ -72,7 +73,7 @@ class Trajectories:
         idx = np.concatenate([np.arange(s, s + n) for s, n in zip(self.episode_starts[order], self.episode_lengths[order])])
         lengths = self.episode_lengths[order]
         return Trajectories(
-            obs={k: v[idx] for k, v in self.obs.items()}, actions=self.actions[idx], rewards=self.rewards[idx],
+            obs={k: v.take(idx, axis=0) for k, v in self.obs.items()}, actions=self.actions[idx], rewards=self.rewards[idx],
             terminations=self.terminations[idx], truncations=self.truncations[idx],
             episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), episode_lengths=lengths,
             observation_space=self.observation_space, action_space=self.action_space, dataset_id=self.dataset_id,
@@ -180,8 +181,10 @@ def load_trajectories(dataset_id: str) -> Trajectories:
         if isinstance(act_space, gym.spaces.Discrete) and int(act_space.start) != 0:
             raise DtkitError(f"dataset {dataset_id!r}: action space {act_space} starts at {int(act_space.start)}; dtkit's "
                              "categorical head needs Discrete actions numbered from 0, so record actions as a - start")
+        # Large integer keys (images, audio) are read lazily from a cache file (dtkit.data.lazy), not held here.
+        lazy = lazy_obs_keys(obs_space)
         episodes = [
-            {"observations": e.observations, "actions": e.actions, "rewards": e.rewards,
+            {"observations": _drop_keys(e.observations, lazy), "actions": e.actions, "rewards": e.rewards,
              "terminations": e.terminations, "truncations": e.truncations}
             for e in ds.iterate_episodes()
         ]
@@ -192,10 +195,19 @@ def load_trajectories(dataset_id: str) -> Trajectories:
                          "its files are damaged or incomplete: delete the folder and rebuild it with `dtkit collect`") from None
     env_spec = meta.get("env_spec")
     env_id = json.loads(env_spec)["id"] if isinstance(env_spec, str) else None
-    return Trajectories.from_episodes(
+    traj = Trajectories.from_episodes(
         episodes, obs_space, act_space, dataset_id=dataset_id, env_id=env_id, env_spec=env_spec if isinstance(env_spec, str) else None,
         ref_min_score=_maybe_float(meta.get("ref_min_score")), ref_max_score=_maybe_float(meta.get("ref_max_score")),
     )
+    if lazy:
+        traj.obs.update(open_obs_cache(ds, lazy, traj.episode_starts, traj.episode_lengths))
+    return traj
+
+
+def _drop_keys(observations: Any, keys: list[str]) -> Any:
+    if isinstance(observations, dict):
+        return {k: v for k, v in observations.items() if k not in keys}
+    return {} if "obs" in keys else observations
 
 
 def _dataset_folder(dataset_id: str) -> Any:
