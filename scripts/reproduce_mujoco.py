@@ -54,8 +54,8 @@ from dtkit.trainer import TrainConfig, train
 DATASETS = ("medium", "medium-replay", "medium-expert")
 # Chen et al. (2021), Table 8: K=20, lr 1e-4, weight decay 1e-4, warm-up 10k, clip 0.25, dropout 0.1,
 # embedding 128, 3 layers, 1 head, batch 64; returns scaled by 1000 for MuJoCo.
-PAPER = TrainConfig(context_len=20, lr=1e-4, weight_decay=1e-4, warmup_steps=10_000, grad_clip=0.25, batch_size=64,
-                    return_scale=1000.0, model=ModelConfig(d_model=128, n_layer=3, n_head=1, dropout=0.1))
+PAPER = TrainConfig(context_len=20, lr=1e-4, weight_decay=1e-4, warmup_steps=10_000, lr_schedule="constant",
+                    grad_clip=0.25, batch_size=64, return_scale=1000.0, model=ModelConfig(d_model=128, n_layer=3, n_head=1, dropout=0.1))
 
 
 RESUME_HINT = "rerun the same command to resume: finished runs are skipped, interrupted ones continue from their last checkpoint"
@@ -216,10 +216,11 @@ def _settings(config: dict) -> dict:
     """The settings a run's result depends on, flat: ``steps``, ``train.lr``, ...
 
     ``train.progress`` and ``train.log_every`` are left out: they change what is
-    displayed and logged, not what is trained.
+    displayed and logged, not what is trained. So is ``train.preset``: every
+    setting a preset fills is given explicitly here.
     """
     flat = {k: config.get(k) for k in ("steps", "eval_every", "eval_episodes", "tiny")}
-    flat.update({f"train.{k}": v for k, v in config["train"].items() if k not in ("progress", "log_every")})
+    flat.update({f"train.{k}": v for k, v in config["train"].items() if k not in ("progress", "log_every", "preset")})
     return flat
 
 

@@ -15,8 +15,10 @@ from dtkit.model import ModelConfig
 from dtkit.policy import DTPolicy
 from dtkit.trainer import TrainConfig, load_checkpoint, train
 
+# A constant schedule: the default cosine spans --steps, so a run stopped at 20 of 20 steps and resumed to 30 would
+# (rightly) follow another schedule than an uninterrupted 30-step run.
 TINY = TrainConfig(steps=30, batch_size=8, context_len=4, log_every=10, checkpoint_every=10, eval_episodes=2, eval_envs=2,
-                   warmup_steps=5, model=ModelConfig(d_model=16, n_layer=1, n_head=1))
+                   warmup_steps=5, lr_schedule="constant", model=ModelConfig(d_model=16, n_layer=1, n_head=1))
 
 
 def test_checkpoint_describes_itself_and_round_trips(make_dataset, tmp_path):
