@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -12,7 +14,7 @@ from dtkit.encoders import EncoderConfig, FieldInfo
 from dtkit.errors import DtkitError
 from dtkit.spec import ActionSpec, ObsField, Spec
 
-__all__ = ["spec_from_spaces", "check_supported", "check_env_spaces", "SUPPORTED_SPACES"]
+__all__ = ["spec_from_spaces", "check_supported", "check_env_spaces", "check_obs_arrays", "SUPPORTED_SPACES"]
 
 SUPPORTED_SPACES = "Box or Discrete observations (or a Dict of them) and Box or Discrete actions"
 
@@ -143,6 +145,29 @@ def check_env_spaces(spec: Spec, observation_space: gym.Space, action_space: gym
             f"{source} was trained on actions {a.to_dict()} but environment {env_id!r} has {action_space}; "
             "evaluate on the environment the dataset came from"
         )
+
+
+def check_obs_arrays(spec: Spec, obs: Mapping[str, Any], source: str) -> None:
+    """Raise one clear line when stored images or audio differ in shape or dtype from what the spec's encoders take.
+
+    Vectors are cast to float by their encoder, so only compact-dtype fields (image,
+    audio) are checked: for them dtype decides scaling (uint8 pixels are divided by 255).
+
+    Args:
+        obs: key -> (N, *shape) array-like with ``shape`` and ``dtype`` (numpy, memmap or lazy).
+        source: names where the arrays came from, e.g. "dataset 'dtkit/doorkey/mixed-v0'".
+    """
+    for f in spec.obs:
+        if f.info.modality not in ("image", "audio") or f.key not in obs:
+            continue
+        arr = obs[f.key]
+        got_shape, got_dtype = tuple(int(n) for n in arr.shape[1:]), str(np.dtype(arr.dtype))
+        if got_shape != tuple(f.info.shape) or got_dtype != f.info.dtype:
+            raise DtkitError(
+                f"{source} stores {f.info.modality} observations {f.key!r} of shape {got_shape} dtype {got_dtype}, "
+                f"but the model's {f.encoder.type!r} encoder takes shape {tuple(f.info.shape)} dtype {f.info.dtype}; "
+                "rebuild the dataset so its frames match its observation space, or train a new model on this data"
+            )
 
 
 def _fmt(fields: dict[str, FieldInfo]) -> str:
