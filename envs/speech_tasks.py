@@ -35,7 +35,7 @@ from gymnasium import spaces
 
 from dtkit.envs.speech_synth import SAMPLE_RATE, VoiceStyle, random_style, spoken_clip
 
-__all__ = ["SpokenGoalEnv", "SpokenGoToEnv", "COLOURS", "OBJECT_TYPES", "MOVES"]
+__all__ = ["SpokenGoalEnv", "SpokenGoToEnv", "SpokenTaskExpert", "COLOURS", "OBJECT_TYPES", "MOVES"]
 
 COLOURS = ("red", "green", "blue", "yellow")
 OBJECT_TYPES = ("ball", "key", "box")
@@ -107,17 +107,26 @@ class _SpokenTask(gym.Env):
         return self._observe(), float(success), terminated, truncated, {"success": success}
 
     def shortest_action(self, goal: np.ndarray) -> int:
-        """A first move on a shortest path to ``goal`` that steps on no other object (for scripted experts)."""
-        best, best_d = 0, None
-        for a, move in enumerate(MOVES):
-            nxt = np.clip(self.agent + move, 0, self.size - 1)
-            hit = self._object_at(nxt)
-            if hit is not None and not np.array_equal(nxt, goal):
-                continue
-            d = int(np.abs(goal - nxt).sum())
-            if best_d is None or d < best_d:
-                best, best_d = a, d
-        return best
+        """A first move on a shortest path to ``goal`` that steps on no other object (for scripted experts).
+
+        Breadth-first distances from the goal over the cells free of other objects; the
+        move that lowers the distance most wins (ties by action order).
+        """
+        n = self.size
+        dist = np.full((n, n), n * n, np.int64)
+        dist[tuple(goal)] = 0
+        frontier = [tuple(goal)]
+        while frontier:
+            nxt = []
+            for r, c in frontier:
+                for dr, dc in MOVES:
+                    rr, cc = r + dr, c + dc
+                    if 0 <= rr < n and 0 <= cc < n and dist[rr, cc] > dist[r, c] + 1 and self._object_at(np.array([rr, cc])) is None:
+                        dist[rr, cc] = dist[r, c] + 1
+                        nxt.append((rr, cc))
+            frontier = nxt
+        after = [dist[tuple(np.clip(self.agent + move, 0, n - 1))] for move in MOVES]
+        return int(np.argmin(after))
 
 
 class SpokenGoalEnv(_SpokenTask):
@@ -233,3 +242,23 @@ def _sprite(kind: int, tile: int) -> np.ndarray:
         return (np.abs(yy - c) < tile * 0.2) | (np.abs(xx - c) < tile * 0.2)
     inner = (yy > 1) & (yy < tile - 1) & (xx > 1) & (xx < tile - 1)
     return ~inner
+
+
+class SpokenTaskExpert:
+    """Scripted expert for both tasks: a shortest path to the spoken goal, read from the env's privileged state.
+
+    It follows dtkit's scripted-expert contract (``ClassName(env)``, ``reset(obs, info)``,
+    ``act(obs, info)``); recipes add epsilon noise on top for mixed quality.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        task = env.unwrapped
+        if not isinstance(task, _SpokenTask):
+            raise TypeError(f"SpokenTaskExpert drives the spoken tasks of dtkit.envs.speech_tasks, not {type(task).__name__}")
+        self.task = task
+
+    def reset(self, obs: Any, info: dict) -> None:
+        pass
+
+    def act(self, obs: Any, info: dict) -> int:
+        return self.task.shortest_action(self.task.goal)

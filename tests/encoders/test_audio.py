@@ -51,3 +51,14 @@ def test_non_audio_field_is_refused_in_one_line():
 def test_patches_that_do_not_tile_are_refused():
     with pytest.raises(DtkitError, match="do not tile"):
         encoder_tokens(EncoderConfig("audio_patch", {"patch_mels": 7}), AUDIO)
+
+
+@pytest.mark.parametrize("name", ["audio_conv", "audio_patch"])
+def test_repeated_clips_encoded_once_give_the_same_tokens(name):
+    enc = build_encoder(EncoderConfig(name), AUDIO, 16).eval()
+    a, b = (torch.randint(-2000, 2000, (1, 9600), dtype=torch.int16) for _ in range(2))
+    x = torch.cat([a, a, a, b, b, a])  # runs, as an instruction repeated over steps
+    with torch.no_grad():
+        together = enc(x)
+        alone = torch.cat([enc(row[None]) for row in x])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
