@@ -45,7 +45,10 @@ def env_spec_for(env_id: str, recorded_spec: str | None = None) -> gym.envs.regi
     """
     module, sep, name = env_id.rpartition(":")
     if sep:
-        import_env_modules([module])
+        try:
+            import_env_modules([module])
+        except DtkitError as exc:
+            raise DtkitError(f"environment {env_id!r}: {str(exc).removeprefix('--env-module ')}") from None
     else:
         name = env_id
     if recorded_spec:
