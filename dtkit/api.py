@@ -30,7 +30,7 @@ class EvalConfig:
     """Environment to evaluate in (default: the one the dataset was collected in, remade from its recorded spec).
     gymnasium's 'module:Env-v0' form imports the module first."""
     env_module: tuple[str, ...] = ()
-    """Modules to import first, e.g. a package of yours that calls gymnasium.register."""
+    """Modules imported first, e.g. yours that calls gymnasium.register or @register_encoder (as given to train)."""
     target_returns: tuple[float, ...] = ()
     """Returns to condition on (default: those stored with the checkpoint)."""
     episodes: int = 10
@@ -49,6 +49,8 @@ class EvalConfig:
     """'cpu' or 'cuda[:N]'."""
     threads: int | None = None
     """torch threads (default: torch's choice; on a busy machine fewer is often faster)."""
+    video: bool = False
+    """Film the first episode of env 0 per target: GIFs in <run>/videos/ and in the run's TensorBoard (eval/video_*)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -123,8 +125,16 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     env_id = cfg.env_id or ckpt.env_id
     assert env_id is not None  # make_policy raised otherwise
     seed = cfg.seed if cfg.seed is not None else int(ckpt.meta.get("config", {}).get("seed", 0))
-    report = evaluate(policy, env_id, targets, cfg.episodes, seed=seed, ref_min_score=ckpt.meta.get("ref_min_score"),
+    envs, writer = env_id, None
+    if cfg.video:
+        from dtkit.rollout.video import video_env
+
+        envs, writer = video_env(env_id, cfg.num_envs, targets, ckpt.path.parent.parent, recorded_spec=ckpt.meta.get("env_spec"),
+                                 step=int(ckpt.meta.get("step", 0)))
+    report = evaluate(policy, envs, targets, cfg.episodes, seed=seed, ref_min_score=ckpt.meta.get("ref_min_score"),
                       ref_max_score=ckpt.meta.get("ref_max_score"), progress=cfg.progress, recorded_spec=ckpt.meta.get("env_spec"))
+    if writer is not None:
+        writer.close()
     report.checkpoint, report.dataset_id = str(ckpt.path), ckpt.meta.get("dataset_id")
     # Never training's eval.json: a report names the checkpoint and seed it came from.
     out = Path(cfg.out) if cfg.out else ckpt.path.parent.parent / f"eval_{ckpt.path.name}_seed{seed}.json"
