@@ -27,6 +27,13 @@ class TargetResult:
     mean_return: float
     std_return: float
     normalized_score: float | None
+    mean_length: float | None = None
+    """Mean episode length: episodes much shorter than the env's limit mean the policy fell or failed early."""
+    return_minus_target: float | None = None
+    """mean_return - target_return: how far the policy fell short of (or overshot) the return it was asked for."""
+    action_at_bounds_fraction: float | None = None
+    """Box actions: the fraction of action components within 0.1% of the range from a bound (None for Discrete).
+    A high value means a saturated tanh head: bang-bang control that cannot make fine corrections."""
 
 
 @dataclass
@@ -58,6 +65,8 @@ class EvalReport:
     """Seed of the envs' first reset for every target (each target restarts from it)."""
     non_finite_reason: str | None = None
     """Set when an episode return was NaN or inf; those values are written as null."""
+    returns_rise_with_target: bool | None = None
+    """With 2+ distinct targets: whether the achieved mean return rises strictly with the target (sorted by target)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data: a non-finite number becomes null (``non_finite_reason`` says why), never NaN."""
@@ -68,7 +77,16 @@ class EvalReport:
                  f"{self.num_envs} envs, {self.env_steps_per_s:,.0f} env-steps/s"]
         for r in self.per_target:
             norm = f"{r.normalized_score:.1f}" if r.normalized_score is not None else "n/a"
-            lines.append(f"  target {r.target_return:g}: return {r.mean_return:.1f} ± {r.std_return:.1f}, normalised {norm}")
+            line = f"  target {r.target_return:g}: return {r.mean_return:.1f} ± {r.std_return:.1f}, normalised {norm}"
+            if r.return_minus_target is not None:
+                line += f", {r.return_minus_target:+.1f} vs target"
+            if r.mean_length is not None:
+                line += f", length {r.mean_length:.0f}"
+            if r.action_at_bounds_fraction is not None:
+                line += f", actions at bounds {100 * r.action_at_bounds_fraction:.1f}%"
+            lines.append(line)
+        if self.returns_rise_with_target is not None:
+            lines.append(f"  achieved return rises with the target: {'yes' if self.returns_rise_with_target else 'no'}")
         if self.normalized_score is None and self.normalized_score_reason:
             lines.append(f"  normalised score: null ({self.normalized_score_reason})")
         return "\n".join(lines)
@@ -135,8 +153,11 @@ def _next_step_autoreset(envs: gym.vector.VectorEnv) -> bool:
 
 
 def _run_target(policy: DTPolicy, envs: gym.vector.VectorEnv, target: float, num_episodes: int, seed: int,
-                bar: tqdm | None) -> tuple[list[float], list[int], int]:
+                bar: tqdm | None) -> tuple[list[float], list[int], int, float | None]:
+    """Episode returns and lengths, env steps, and the fraction of Box action components at a bound."""
     n = envs.num_envs
+    bounds = _bounds(envs.single_action_space)
+    at_bounds, counted = 0, 0
     # Equal quotas per env: taking whichever episodes finish first would favour short ones.
     quota = np.full(n, num_episodes // n) + (np.arange(n) < num_episodes % n)
     got = np.zeros(n, dtype=int)
@@ -151,6 +172,10 @@ def _run_target(policy: DTPolicy, envs: gym.vector.VectorEnv, target: float, num
     resetting = np.zeros(n, dtype=bool)  # NEXT_STEP mode: these envs spend this step resetting
     while (got < quota).any():
         action = policy.act(obs)
+        if bounds is not None:  # only actions that reach a counted episode's env
+            used = ~resetting & (got < quota)
+            at_bounds += int(_at_bounds(np.asarray(action)[used], *bounds).sum())
+            counted += int(used.sum()) * int(np.prod(envs.single_action_space.shape))
         obs, reward, terminated, truncated, _ = envs.step(action)
         reward = np.asarray(reward, dtype=np.float64)
         policy.record(reward)
@@ -173,7 +198,26 @@ def _run_target(policy: DTPolicy, envs: gym.vector.VectorEnv, target: float, num
             if not next_step:
                 policy.reset(done)
         resetting = done if next_step else resetting
-    return returns, lengths, steps
+    return returns, lengths, steps, (at_bounds / counted if counted else None)
+
+
+def _bounds(space: gym.Space) -> tuple[np.ndarray, np.ndarray] | None:
+    if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+        return None
+    return space.low.astype(np.float64), space.high.astype(np.float64)
+
+
+def _at_bounds(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Which components sit within 0.1% of the range from a bound (a tanh head saturates there)."""
+    tol = 1e-3 * (high - low)
+    return (action <= low + tol) | (action >= high - tol)
+
+
+def _rises(results: list[TargetResult]) -> bool | None:
+    by_target = sorted((r.target_return, r.mean_return) for r in results)
+    if len({t for t, _ in by_target}) < 2:
+        return None
+    return all(a[1] < b[1] for a, b in zip(by_target, by_target[1:]) if a[0] < b[0])
 
 
 def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], num_episodes: int = 10, *, seed: int = 0,
@@ -221,12 +265,14 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
     try:
         with tqdm(total=num_episodes * len(target_returns), desc="eval episodes", disable=not progress, leave=False) as bar:
             for target in target_returns:
-                rets, lens, steps = _run_target(policy, envs, float(target), num_episodes, seed, bar)
+                rets, lens, steps, at_bounds = _run_target(policy, envs, float(target), num_episodes, seed, bar)
                 total_steps += steps
                 mean = float(np.mean(rets))
                 norm, reason = normalized_score(mean, ref_min_score, ref_max_score)
                 reasons.append(reason)
-                results.append(TargetResult(float(target), rets, lens, mean, float(np.std(rets)), norm))
+                results.append(TargetResult(float(target), rets, lens, mean, float(np.std(rets)), norm,
+                                            mean_length=float(np.mean(lens)), return_minus_target=mean - float(target),
+                                            action_at_bounds_fraction=at_bounds))
     finally:
         envs.close()
     wall = time.perf_counter() - start
@@ -237,7 +283,7 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
         mean_return=first.mean_return, normalized_score=first.normalized_score, normalized_score_reason=reasons[0],
         num_envs=policy.num_envs, num_episodes=num_episodes, env_steps_per_s=total_steps / wall, env_steps=total_steps,
         wall_s=wall, cache=policy.use_cache, per_target=results, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
-        seed=seed, non_finite_reason=(f"the environment returned non-finite rewards (targets {bad}); those returns are null"
+        seed=seed, returns_rise_with_target=_rises(results), non_finite_reason=(f"the environment returned non-finite rewards (targets {bad}); those returns are null"
                                       if bad else None),
     )
 
