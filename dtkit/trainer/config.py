@@ -90,6 +90,14 @@ class TrainConfig:
     """Encoder for every observation key: a registered name, 'pkg.mod:Class', or an entry point."""
     obs_encoder_params: str = "{}"
     """Keyword params for the observation encoder, as a JSON object, e.g. '{"hidden": 256}'."""
+    encoder: tuple[str, ...] = ()
+    """Encoder per observation key as KEY=NAME, e.g. --encoder image=patch state=mlp (wins over --obs-encoder for
+    that key; keys left out get --obs-encoder, else their modality's default: cnn for images, mlp for vectors)."""
+    encoder_params: tuple[str, ...] = ()
+    """Params per observation key as KEY=JSON, e.g. --encoder-params image='{"patch": 8}' (the key needs --encoder)."""
+    obs_order: tuple[str, ...] = ()
+    """Order of the observation keys' tokens within a step, e.g. --obs-order audio image (default: fields that can be
+    absent, such as audio, first, then the rest; the last key carries the action readout and is never masked)."""
     log_every: int = 100
     """Steps between TensorBoard scalars."""
     eval_every: int = 0
@@ -109,7 +117,7 @@ class TrainConfig:
     threads: int | None = None
     """torch threads for training and evaluation (default: torch's choice; on a busy machine fewer is often faster)."""
     env_module: tuple[str, ...] = ()
-    """Modules to import before making the evaluation env, e.g. a package that calls gymnasium.register."""
+    """Modules imported before anything else, e.g. yours that calls gymnasium.register or @register_encoder."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Trunk size."""
 
@@ -145,4 +153,7 @@ class TrainConfig:
         d["model"] = ModelConfig.from_dict(d.get("model", {}))
         d["target_returns"] = tuple(d.get("target_returns", ()))
         d["env_module"] = tuple(d.get("env_module", ()))
+        d["obs_order"] = tuple(d.get("obs_order", ()))  # absent from configs saved before key order existed
+        d["encoder"] = tuple(d.get("encoder", ()))  # absent from configs saved before per-key encoders
+        d["encoder_params"] = tuple(d.get("encoder_params", ()))
         return cls(**d)

@@ -18,8 +18,11 @@ from tqdm.auto import tqdm
 
 from dtkit import __version__
 from dtkit.data import SegmentSampler, Trajectories, load_trajectories, obs_statistics, spec_from_spaces
+from dtkit.data.spaces import check_obs_arrays
 from dtkit.encoders import EncoderConfig
+from dtkit.encoders.choice import per_key_encoders
 from dtkit.errors import DtkitError, TrainingInterrupted
+from dtkit.gym_env import import_env_modules
 from dtkit.io import atomic_write_json, remove_stale_staging, writable_dir_error
 from dtkit.model import DecisionTransformer
 from dtkit.policy import DTPolicy
@@ -64,9 +67,9 @@ def check_config(cfg: TrainConfig) -> None:
 
 def build_spec(cfg: TrainConfig, traj: Trajectories, obs_encoders: dict[str, EncoderConfig] | None = None) -> Spec:
     """Derive the spec from the data plus the config (derived values never go onto the config)."""
-    if obs_encoders is None and cfg.obs_encoder:
-        params = encoder_params(cfg.obs_encoder_params)
-        obs_encoders = {k: EncoderConfig(cfg.obs_encoder, params) for k in traj.obs}
+    if obs_encoders is None and (cfg.obs_encoder or cfg.encoder or cfg.encoder_params):
+        base = {k: EncoderConfig(cfg.obs_encoder, encoder_params(cfg.obs_encoder_params)) for k in traj.obs} if cfg.obs_encoder else {}
+        obs_encoders = {**base, **per_key_encoders(cfg.encoder, cfg.encoder_params, list(traj.obs))}
     for key, enc in (obs_encoders or {}).items():
         check_json_params(key, enc.params)
     scale = cfg.return_scale if cfg.return_scale is not None else float(max(1.0, np.abs(traj.episode_returns).max()))
@@ -81,16 +84,16 @@ def build_spec(cfg: TrainConfig, traj: Trajectories, obs_encoders: dict[str, Enc
     layout = (("return",) if cfg.return_token else ()) + ("obs", "action") + (("reward",) if cfg.reward_token else ())
     return spec_from_spaces(traj.observation_space, traj.action_space, obs_encoders=obs_encoders, layout=layout,
                             context_len=cfg.context_len, max_timestep=max_t, return_scale=scale,
-                            block_obs_attention=cfg.block_obs_attention, where=f"dataset {traj.dataset_id!r}")
+                            block_obs_attention=cfg.block_obs_attention, obs_order=tuple(cfg.obs_order) or None,
+                            where=f"dataset {traj.dataset_id!r}")
 
 
 def _check_eval_env(cfg: TrainConfig, traj: Trajectories, spec: Spec) -> None:
     """Make the evaluation env once and check its spaces, so a run never trains for hours and then cannot evaluate."""
     from dtkit.data import check_env_spaces
-    from dtkit.gym_env import import_env_modules, make_env
+    from dtkit.gym_env import make_env
 
     assert traj.env_id is not None
-    import_env_modules(cfg.env_module)
     try:
         env = make_env(traj.env_id, traj.env_spec)
     except DtkitError as exc:
@@ -158,6 +161,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
     check_config(cfg)
     progress = progress and cfg.progress
     set_threads(cfg.threads)
+    import_env_modules(cfg.env_module)  # first: such a module may register envs and encoders the spec names
     info = init_distributed(cfg.device)
     run_dir = Path(broadcast_object(cfg.run_dir or str(_default_run_dir(cfg.dataset)), info))
     cfg = replace(cfg, run_dir=str(run_dir))
@@ -180,6 +184,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         raise DtkitError(f"run folder {str(run_dir)!r} already holds checkpoints; pass --resume to continue it or choose another --run-dir")
 
     spec = Spec.from_dict(saved_meta["spec"]) if saved_meta else build_spec(cfg, traj, obs_encoders)
+    check_obs_arrays(spec, traj.obs, f"dataset {traj.dataset_id!r}")  # stored frames vs the encoders, before anything is written
     if saved_meta is None:
         check_context_len(cfg.context_len, spec.max_timestep, cfg.dataset)
     if traj.env_id is not None and info.is_main:
