@@ -20,7 +20,7 @@ __all__ = ["check_settings", "check_device", "check_context_len", "check_resume_
 
 # Settings that shape the model or the data it sees: a resumed run must use the saved values.
 RESUME_FLAGS = ("dataset", "context_len", "return_token", "reward_token", "block_obs_attention", "obs_encoder",
-                "obs_encoder_params", "return_scale", "top_fraction")
+                "obs_encoder_params", "encoder", "encoder_params", "return_scale", "top_fraction")
 
 
 def _flag(name: str) -> str:
