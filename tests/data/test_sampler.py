@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -65,19 +64,3 @@ def test_same_seed_same_batches_and_state_round_trip():
     x = a.sample()
     b.load_state_dict(state)
     assert (b.sample().obs["obs"] == x.obs["obs"]).all()
-
-
-def test_sampling_is_vectorised():
-    """No per-sample Python loop: a large batch costs about as much as a small one."""
-    traj = _traj([1000] * 20)
-    spec = spec_from_spaces(traj.observation_space, traj.action_space, context_len=20)
-    small, large = SegmentSampler(traj, spec, 8), SegmentSampler(traj, spec, 512)
-
-    def cost(s):
-        s.sample()
-        t = time.perf_counter()
-        for _ in range(20):
-            s.sample()
-        return time.perf_counter() - t
-
-    assert cost(large) < 64 * cost(small) / 4
