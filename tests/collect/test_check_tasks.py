@@ -1,0 +1,39 @@
+"""The two tasks outside the suite that check the training defaults (issue 9): Acrobot (discrete), Pendulum (continuous)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dtkit.cli import main
+from dtkit.collect import load_recipe, read_card
+from dtkit.data import load_trajectories
+
+TASKS = {"acrobot": ("Acrobot-v1", "ppo", "dtkit/acrobot/mixed-v0"), "pendulum": ("Pendulum-v1", "sac", "dtkit/pendulum/mixed-v0")}
+
+
+@pytest.fixture
+def tiny_cache(tmp_path, monkeypatch):
+    """--tiny builds train into the user cache: keep it inside the test's folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_recipe_is_a_mixed_quality_dataset(name):
+    env_id, algo, dataset_id = TASKS[name]
+    r = load_recipe(name)
+    assert (r.env_id, r.train.algo, r.dataset_id) == (env_id, algo, dataset_id)
+    assert [t.policy for t in r.tiers] == ["random", "medium", "expert"]
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_tiny_build_then_load(name, tiny_cache, capsys):
+    _, _, dataset_id = TASKS[name]
+    tiny_id = dataset_id.replace("dtkit/", "dtkit-tiny/")
+    assert main(["datasets", "build", name, "--tiny", "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"dataset ready: {tiny_id}"]
+    card = read_card(tiny_id)
+    assert card["ref_min_score"] is not None and card["ref_max_score"] is not None
+    traj = load_trajectories(tiny_id)
+    assert traj.num_episodes >= 3 and traj.actions.shape[0] == traj.num_steps
