@@ -97,7 +97,8 @@ def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_r
         raise DtkitError(f"checkpoint {ckpt.path} records no environment id; pass env_id (--env-id)")
     env = make_env(env_id, ckpt.meta.get("env_spec"))
     try:
-        check_env_spaces(ckpt.spec, env.observation_space, env.action_space, env_id, f"checkpoint {ckpt.path}")
+        check_env_spaces(ckpt.spec, env.observation_space, env.action_space, env_id, f"checkpoint {ckpt.path}",
+                         metadata=env.metadata)
     finally:
         env.close()
     if target_return is None:

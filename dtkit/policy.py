@@ -196,6 +196,10 @@ class DTPolicy:
         if self.spec.dict_obs:
             if not isinstance(obs, dict):
                 raise DtkitError(f"this policy expects Dict observations with keys {[f.key for f in self.spec.obs]}, got {type(obs).__name__}")
+            missing = [f.key for f in self.spec.obs if f.key not in obs]
+            if missing:
+                raise DtkitError(f"observation lacks key(s) {missing}: this policy expects Dict observations with keys "
+                                 f"{[f.key for f in self.spec.obs]} (got {sorted(obs)}); pass every key the model was trained on")
             items: dict[str, Any] = {f.key: obs[f.key] for f in self.spec.obs}
         else:
             items = {"obs": obs}
@@ -203,8 +207,12 @@ class DTPolicy:
         for f in self.spec.obs:
             x = torch.as_tensor(np.asarray(items[f.key]), device=self.device).to(_torch_dtype(f.info.dtype))
             if tuple(x.shape) != (self.num_envs, *f.info.shape):
+                clip = ""
+                if f.info.modality == "audio":  # a clip of the wrong length: say what a clip must be
+                    rate = int(f.encoder.params.get("sample_rate", 16000))
+                    clip = f" (clips of {f.info.shape[0]} samples at {rate} Hz; resample and pad or trim each clip)"
                 raise DtkitError(
-                    f"observation {f.key!r} has shape {tuple(x.shape)}, expected {(self.num_envs, *f.info.shape)} "
+                    f"observation {f.key!r} has shape {tuple(x.shape)}, expected {(self.num_envs, *f.info.shape)}{clip} "
                     f"(num_envs={self.num_envs}); pass a batch with one row per environment"
                 )
             out[f.key] = x

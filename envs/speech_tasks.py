@@ -47,7 +47,8 @@ _INSTRUCTION_MODES = ("every_step", "first_step")
 class _SpokenTask(gym.Env):
     """Shared machinery: speaker choice, the clip, instruction modes, moves on a grid, the outcome."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    # audio_sample_rate: dtkit checks it against the audio encoders' rate (a clip's shape cannot tell rates apart).
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4, "audio_sample_rate": SAMPLE_RATE}
     clip_seconds: float = 1.0
 
     def __init__(self, voices: str = "train", instruction: str = "every_step",

@@ -121,8 +121,15 @@ def check_supported(observation_space: gym.Space, action_space: gym.Space, where
         raise DtkitError(f"{where}: action space {action_space} is unsupported; dtkit supports {SUPPORTED_SPACES}")
 
 
-def check_env_spaces(spec: Spec, observation_space: gym.Space, action_space: gym.Space, env_id: str, source: str) -> None:
-    """Raise a :class:`DtkitError` when an environment's spaces differ from what ``source`` (a checkpoint) was trained on."""
+def check_env_spaces(spec: Spec, observation_space: gym.Space, action_space: gym.Space, env_id: str, source: str,
+                     metadata: dict | None = None) -> None:
+    """Raise a :class:`DtkitError` when an environment's spaces differ from what ``source`` (a checkpoint) was trained on.
+
+    ``metadata``: the env's ``metadata``; an ``audio_sample_rate`` there must match the audio encoders' rate,
+    since a waveform's shape alone cannot tell 16 kHz from 22.05 kHz.
+    """
+    if metadata is not None:
+        check_audio_rate(spec, metadata, env_id, source)
     items = observation_space.spaces.items() if isinstance(observation_space, gym.spaces.Dict) else [("obs", observation_space)]
     got = {k: _obs_info(k, s, f"environment {env_id!r}") for k, s in items}
     want = {f.key: f.info for f in spec.obs}
@@ -167,6 +174,26 @@ def check_obs_arrays(spec: Spec, obs: Mapping[str, Any], source: str) -> None:
                 f"{source} stores {f.info.modality} observations {f.key!r} of shape {got_shape} dtype {got_dtype}, "
                 f"but the model's {f.encoder.type!r} encoder takes shape {tuple(f.info.shape)} dtype {f.info.dtype}; "
                 "rebuild the dataset so its frames match its observation space, or train a new model on this data"
+            )
+
+
+def check_audio_rate(spec: Spec, metadata: dict, env_id: str, source: str) -> None:
+    """Raise one line when the env's declared ``audio_sample_rate`` differs from an audio encoder's ``sample_rate``."""
+    from dtkit.encoders.audio import DEFAULT_SAMPLE_RATE
+
+    rate = metadata.get("audio_sample_rate")
+    if rate is None:
+        return
+    for f in spec.obs:
+        if f.info.modality != "audio":
+            continue
+        want = int(f.encoder.params.get("sample_rate", DEFAULT_SAMPLE_RATE))
+        if int(rate) != want:
+            n = f.info.shape[0]
+            raise DtkitError(
+                f"{source} expects audio {f.key!r} at {want} Hz ({n} samples = {n / want:g} s per clip) but environment "
+                f"{env_id!r} gives audio at {rate} Hz; resample the clips to {want} Hz (scipy.signal.resample_poly) "
+                "or train on data recorded at the env's rate"
             )
 
 

@@ -28,7 +28,10 @@ from dtkit.encoders.melspec import LogMel
 from dtkit.encoders.registry import register_encoder, set_default_encoder
 from dtkit.errors import DtkitError
 
-__all__ = ["AudioConv", "AudioPatch", "audio_samples", "check_audio_input"]
+__all__ = ["AudioConv", "AudioPatch", "DEFAULT_SAMPLE_RATE", "audio_samples", "check_audio_input"]
+
+DEFAULT_SAMPLE_RATE = 16000
+"""Hz; the audio encoders' ``sample_rate`` default. Environments declare theirs as ``metadata["audio_sample_rate"]``."""
 
 
 def audio_samples(field: FieldInfo) -> int:
@@ -96,7 +99,7 @@ class AudioConv(_AudioEncoder):
 
     name = "audio_conv"
 
-    def __init__(self, field: FieldInfo, d_model: int, n_tokens: int = 4, channels: int = 32, sample_rate: int = 16000,
+    def __init__(self, field: FieldInfo, d_model: int, n_tokens: int = 4, channels: int = 32, sample_rate: int = DEFAULT_SAMPLE_RATE,
                  n_mels: int = 40, hop: int = 160) -> None:
         super().__init__(field, d_model, sample_rate, n_mels, hop)
         self.n_tokens = self.n_tokens_for(field, {"n_tokens": n_tokens})
@@ -138,7 +141,7 @@ class AudioPatch(_AudioEncoder):
 
     name = "audio_patch"
 
-    def __init__(self, field: FieldInfo, d_model: int, patch_mels: int = 20, patch_frames: int = 20, sample_rate: int = 16000,
+    def __init__(self, field: FieldInfo, d_model: int, patch_mels: int = 20, patch_frames: int = 20, sample_rate: int = DEFAULT_SAMPLE_RATE,
                  n_mels: int = 40, hop: int = 160) -> None:
         super().__init__(field, d_model, sample_rate, n_mels, hop)
         params = {"patch_mels": patch_mels, "patch_frames": patch_frames, "n_mels": n_mels, "hop": hop}

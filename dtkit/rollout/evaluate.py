@@ -255,7 +255,8 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
         if envs.num_envs != policy.num_envs:
             raise DtkitError(f"the vector env has {envs.num_envs} envs but the policy drives num_envs={policy.num_envs}; "
                              "make them equal")
-        check_env_spaces(policy.spec, envs.single_observation_space, envs.single_action_space, name, "the policy")
+        check_env_spaces(policy.spec, envs.single_observation_space, envs.single_action_space, name, "the policy",
+                         metadata=envs.metadata)
     except BaseException:
         envs.close()
         raise

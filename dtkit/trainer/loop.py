@@ -100,7 +100,8 @@ def _check_eval_env(cfg: TrainConfig, traj: Trajectories, spec: Spec) -> None:
         raise DtkitError(f"the evaluation env of dataset {traj.dataset_id!r} cannot be made, so training would end unable to "
                          f"evaluate: {exc}") from None
     try:
-        check_env_spaces(spec, env.observation_space, env.action_space, traj.env_id, f"dataset {traj.dataset_id!r}")
+        check_env_spaces(spec, env.observation_space, env.action_space, traj.env_id, f"dataset {traj.dataset_id!r}",
+                         metadata=env.metadata)
     finally:
         env.close()
 
