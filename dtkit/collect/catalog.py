@@ -184,8 +184,20 @@ def _recipe_for(name: str, tiny: bool) -> tuple[Recipe, list[DatasetSpec]]:
 
 
 def info_text(name: str, *, tiny: bool = False) -> str:
-    """A recipe (or the recipe of a dataset id) and the data cards of its built datasets."""
-    recipe, specs = _recipe_for(name, tiny)
+    """A recipe (or the recipe of a dataset id) and the data cards of its built datasets.
+
+    A local dataset that no recipe made gets a card read from its data.
+    """
+    try:
+        recipe, specs = _recipe_for(name, tiny)
+    except DtkitError:
+        import minari
+
+        if "/" in name and name in minari.list_local_datasets():
+            from dtkit.data.summary import dataset_card_text
+
+            return dataset_card_text(name)
+        raise
     t = recipe.train
     if t is None:
         agent = f"  behaviour agent: scripted expert {recipe.expert}, with epsilon-random actions per tier"
