@@ -52,8 +52,7 @@ class TrainConfig:
     run_dir: str | None = None
     """Where checkpoints, TensorBoard logs and eval.json go (default: runs/<dataset>-<time>)."""
     preset: Literal["budget", "paper"] = "budget"
-    """Fills the settings left unset: 'budget' (steps 10k, lr 6e-4, warm-up 10% of the steps, cosine, returns / the
-    dataset's best |return|) or 'paper' (Chen et al., 2021, MuJoCo: steps 100k, lr 1e-4, 10k warm-up, constant, returns / 1000)."""
+    """Fills the settings left unset. budget: 10k steps, lr 6e-4, warm-up 10% of the steps, cosine. paper: Chen et al.'s MuJoCo schedule."""
     steps: int | None = None
     """Gradient updates in total (default: 10k; 100k under --preset paper)."""
     batch_size: int = 64
