@@ -11,13 +11,19 @@ Prints:
   full recompute of the context every step, next to raw env-steps/s with
   random actions.
 
+- pixels (issue 10): model time per env step at 36 tokens per step and K=20,
+  exact KV cache (with the `keep` used) vs a full recompute of the context,
+  on a multi-camera observation (two 64x64 RGB cameras as 16 patches each, a
+  4x84x84 grey frame stack through the CNN, an 8-d state), fed uint8 frames
+  straight to the policy: no environment in the loop.
+
 Hopper is made with terminate_when_unhealthy=False so that every episode runs
 its full 1000 steps (an untrained model falls at once otherwise), which makes
 the cache's rebuild schedule count as it does for a good policy.
 
 Usage:
     python scripts/bench.py                 # everything (about 3 minutes on 2 cores)
-    python scripts/bench.py --only train    # or: eval
+    python scripts/bench.py --only train    # or: eval, pixels
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import numpy as np
 import torch
 
 from dtkit.data import SegmentSampler, Trajectories, spec_from_spaces
+from dtkit.encoders import EncoderConfig
 from dtkit.model import DecisionTransformer, ModelConfig
 from dtkit.policy import DTPolicy
 from dtkit.rollout import evaluate, make_vector_env
@@ -124,9 +131,73 @@ def bench_eval(device: torch.device, env_counts: tuple[int, ...]) -> dict:
     return out
 
 
+# 36 tokens per step: return + 16 + 16 patch tokens + 1 CNN token + 1 state token + action.
+PIXEL_SPACE = gym.spaces.Dict({
+    "front": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
+    "rear": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
+    "frames": gym.spaces.Box(0, 255, (4, 84, 84), np.uint8),
+    "state": gym.spaces.Box(-1, 1, (8,), np.float32),
+})
+PIXEL_ENCODERS = {"front": EncoderConfig("patch", {"patch": 16}), "rear": EncoderConfig("patch", {"patch": 16})}
+
+
+def pixel_model_ms(model, num_envs: int, use_cache: bool, keep: int | None, warmup: int, steps: int) -> dict[str, float]:
+    """Mean time of one policy step (all envs batched) over ``steps`` steps after ``warmup``, in ms:
+    wall-clock and this thread's CPU time (on a shared machine the CPU time is the steadier of the two).
+
+    A mean, not a median: a cache rebuild is a spike every ``K - keep`` steps, and
+    ``steps`` is a multiple of that period so the rebuilds are counted in full.
+    """
+    rng = np.random.default_rng(0)
+    policy = DTPolicy(model, num_envs=num_envs, target_return=10.0, use_cache=use_cache, keep=keep)
+    obs = [{k: (rng.integers(0, 256, (num_envs, *sp.shape), dtype=np.uint8) if sp.dtype == np.uint8
+                else rng.uniform(-1, 1, (num_envs, *sp.shape)).astype(np.float32))
+            for k, sp in PIXEL_SPACE.spaces.items()} for _ in range(8)]
+    wall, cpu = [], []
+    for t in range(warmup + steps):
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        policy.act(obs[t % len(obs)])
+        if policy.device.type == "cuda":
+            torch.cuda.synchronize()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.thread_time() - start_cpu)
+        policy.record(np.ones(num_envs))
+    return {"wall": 1000 * float(np.mean(wall[warmup:])), "cpu": 1000 * float(np.mean(cpu[warmup:]))}
+
+
+def bench_pixels(device: torch.device, num_envs: int, keeps: tuple[int, ...]) -> dict:
+    spec = spec_from_spaces(PIXEL_SPACE, gym.spaces.Discrete(6), obs_encoders=PIXEL_ENCODERS, context_len=K, max_timestep=1000)
+    assert spec.tokens_per_step == 36, spec.tokens_per_step
+    torch.manual_seed(0)
+    model = DecisionTransformer(spec, CFG).to(device).eval()
+    # Steps are counted after the window is full (warm-up 2K), over a multiple of every rebuild period.
+    periods = [K - keep for keep in keeps]
+    steps = int(np.lcm.reduce(periods)) * max(1, 60 // int(np.lcm.reduce(periods)))
+    out = {"tokens_per_step": spec.tokens_per_step, "K": K, "num_envs": num_envs, "steps_timed": steps,
+           "recompute_ms": pixel_model_ms(model, num_envs, False, None, 2 * K, steps)}
+    for keep in keeps:
+        out[f"cached_keep{keep}_ms"] = pixel_model_ms(model, num_envs, True, keep, 2 * K, steps)
+    return out
+
+
+def print_pixels(results: dict, envs: list[int], keeps: list[int], threads: int) -> None:
+    print(f"model time per env step at 36 tokens per step, K={K} (d=128, 3 layers, 1 head; uint8 pixels, no env; "
+          f"{threads} thread(s)); ms per env step, wall / CPU, and how many times cheaper the cache is (CPU):")
+    print("  envs | recompute wall / cpu | " + " | ".join(f"cached keep={k}: wall / cpu (x)" for k in keeps))
+    for n in envs:
+        r = results[f"{n}_envs"]
+        full = r["recompute_ms"]
+        cells = []
+        for k in keeps:
+            c = r[f"cached_keep{k}_ms"]
+            cells.append(f"{c['wall'] / n:7.2f} / {c['cpu'] / n:6.2f} ({full['cpu'] / c['cpu']:4.1f}x)")
+        print(f"  {n:4d} | {full['wall'] / n:9.2f} / {full['cpu'] / n:7.2f} | " + " | ".join(f"{c:>30}" for c in cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["train", "eval"], default=None)
+    parser.add_argument("--only", choices=["train", "eval", "pixels"], default=None)
+    parser.add_argument("--keeps", type=int, nargs="+", default=[K // 2, K // 4], help="cache `keep` values for the pixel bench")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores)")
     parser.add_argument("--train-steps", type=int, default=40)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
@@ -152,6 +223,9 @@ def main() -> None:
         for n in args.envs:
             r = results["eval"][f"{n}_envs"]
             print(f"  {n:4d} | {r['raw']:6.0f} | {r['cached']:15.0f} | {r['cached_keep5']:14.0f} | {r['recompute']:9.0f}")
+    if args.only in (None, "pixels"):
+        results["pixels"] = {f"{n}_envs": bench_pixels(device, n, tuple(args.keeps)) for n in args.envs}
+        print_pixels(results["pixels"], args.envs, args.keeps, args.threads)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
