@@ -40,7 +40,19 @@ class TinyPixels(gym.Env):
         return self._obs(), reward, False, self.t >= 6, {}
 
 
+class WidePixels(TinyPixels):
+    """TinyPixels with a wider camera: a checkpoint trained on TinyPixels must refuse it."""
+
+    observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (8, 12, 3), np.uint8),
+                                         "state": gym.spaces.Box(-1, 1, (2,), np.float32)})
+
+    def _obs(self):
+        self.img = self.np_random.integers(0, 256, (8, 12, 3), dtype=np.uint8)
+        return {"image": self.img, "state": self.np_random.uniform(-1, 1, 2).astype(np.float32)}
+
+
 gym.register("H10mTinyPixels-v0", entry_point=f"{__name__}:TinyPixels")
+gym.register("H10mWidePixels-v0", entry_point=f"{__name__}:WidePixels")
 
 
 @pytest.fixture
@@ -105,6 +117,19 @@ def test_cli_trains_and_evaluates_with_a_patch_encoder_for_one_key(pixel_dataset
     assert fields["state"]["encoder"]["type"] == "mlp" and fields["state"]["normalize"]
     assert "image" not in meta["obs_stats"]  # pixels are never standardised with dataset statistics
     assert main(["eval", "--checkpoint", str(run), "--episodes", "1", "--num-envs", "1", "--no-progress"]) == 0
+
+
+def test_eval_on_an_env_with_other_images_is_one_line_and_writes_nothing(pixel_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", pixel_dataset(2), "--run-dir", str(run), *TINY]) == 0
+    before = sorted(str(p) for p in run.rglob("*"))
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run), "--env-id", "H10mWidePixels-v0", "--episodes", "1", "--num-envs", "1",
+                 "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dtkit: error:"), lines
+    assert "shape (8, 8, 3) dtype uint8" in lines[0] and "shape (8, 12, 3) dtype uint8" in lines[0], lines[0]
+    assert sorted(str(p) for p in run.rglob("*")) == before
 
 
 def test_stored_frames_unlike_the_space_stop_training_before_anything_is_written(pixel_dataset, tmp_path, monkeypatch, capsys):
