@@ -78,7 +78,8 @@ class DecisionTransformer(nn.Module):
         obs_stats = obs_stats or {}
         self._norm_keys: list[str] = []
         for i, f in enumerate(spec.obs):
-            if f.normalize and f.key in obs_stats:
+            # Pixels and audio are scaled by their encoders, never by per-dataset statistics.
+            if f.normalize and f.key in obs_stats and f.info.modality not in ("image", "audio"):
                 self.register_buffer(f"_obs_mean{i}", torch.as_tensor(np.asarray(obs_stats[f.key]["mean"], np.float32)), persistent=False)
                 self.register_buffer(f"_obs_std{i}", torch.as_tensor(np.asarray(obs_stats[f.key]["std"], np.float32)), persistent=False)
                 self._norm_keys.append(f.key)

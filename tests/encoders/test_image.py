@@ -121,3 +121,17 @@ def test_images_default_to_cnn_and_are_never_standardised():
     assert by_key["pos"].encoder.type == "mlp" and by_key["pos"].normalize
     patched = spec_from_spaces(space, gym.spaces.Discrete(3), obs_encoders={"image": EncoderConfig("patch", {"patch": 1})})
     assert patched.tokens_per_step == 1 + 49 + 1 + 1 + 1
+
+
+def test_a_hand_written_spec_cannot_standardise_pixels():
+    """Even a spec that asks for it (normalize=True) and stats for the key leave pixels to the encoder."""
+    from dataclasses import replace
+
+    from dtkit.model import DecisionTransformer, ModelConfig
+
+    spec = spec_from_spaces(gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), gym.spaces.Discrete(2), context_len=2)
+    spec = replace(spec, obs=(replace(spec.obs[0], normalize=True),))
+    stats = {"obs": {"mean": np.full((8, 8, 3), 100.0).tolist(), "std": np.full((8, 8, 3), 5.0).tolist()}}
+    model = DecisionTransformer(spec, ModelConfig(d_model=16, n_layer=1), stats)
+    frames = _pixels(2, (8, 8, 3)).view(1, 2, 8, 8, 3)
+    torch.testing.assert_close(model.encode_obs({"obs": frames})["obs"], model._encode("obs/obs", frames))
