@@ -131,8 +131,9 @@ class DatasetStream:
     #: Episodes are appended once this many steps are buffered: few HDF5 opens, little memory.
     FLUSH_STEPS = 2_000
 
-    def __init__(self, dataset_id: str, *, env_id: str, algorithm_name: str, description: str, code_permalink: str,
-                 force: bool = False, jpeg: bool = False) -> None:
+    def __init__(self, dataset_id: str, *, env_id: str | None, algorithm_name: str, description: str, code_permalink: str,
+                 force: bool = False, jpeg: bool = False, observation_space: Any = None, action_space: Any = None) -> None:
+        """``env_id`` None (data from no registered env, e.g. synthetic) needs both spaces."""
         from minari.dataset.minari_dataset import parse_dataset_id
 
         try:
@@ -145,7 +146,8 @@ class DatasetStream:
         if final.exists() and not force:
             raise DtkitError(f"dataset {dataset_id!r} already exists at {final}; pass force (--force) or delete it")
         self._create = dict(env=env_id, eval_env=env_id, algorithm_name=algorithm_name, author="dtkit",
-                            code_permalink=code_permalink, description=description, jpeg_encoding=jpeg)
+                            code_permalink=code_permalink, description=description, jpeg_encoding=jpeg,
+                            observation_space=observation_space, action_space=action_space)
         self.tags: list[dict[str, Any]] = []
         self._pending: list[Any] = []
         self._pending_steps = 0
@@ -161,6 +163,8 @@ class DatasetStream:
             with _minari_root(self._staging), warnings.catch_warnings():
                 # We have no author e-mail to give; every other field minari asks for is set.
                 warnings.filterwarnings("ignore", message=".*author_email.*")
+                if self._create["env"] is None:  # synthetic data: no env to record, which minari warns about
+                    warnings.filterwarnings("ignore", message=".*(eval_env|env_spec) is.*None.*")
                 ds = minari.create_dataset_from_buffers(self.dataset_id, [], data_format="hdf5", **self._create)
         except BaseException:  # __exit__ does not run when __enter__ fails
             shutil.rmtree(self._staging, ignore_errors=True)

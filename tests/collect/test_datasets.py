@@ -223,8 +223,8 @@ def test_tiny_mujoco_builds(name, tiny_cache):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["datasets", "info", "hoper"], r"unknown recipe 'hoper'; known recipes: cartpole, .*halfcheetah, .*hopper, .*walker2d"),
-        (["datasets", "build"], r"needs a recipe name, one of: cartpole"),
+        (["datasets", "info", "hoper"], r"unknown recipe 'hoper'; known recipes: .*cartpole, .*halfcheetah, .*hopper, .*walker2d"),
+        (["datasets", "build"], r"needs a recipe name, one of: .*cartpole"),
         (["datasets", "info", "dtkit/hopper/nothing-v0"], r"no recipe makes dataset"),
         (["datasets", "list", "hopper"], r"takes no name"),
     ],

@@ -99,3 +99,18 @@ def test_doorkey_recipe_tiny_build_in_seconds():
     assert ids == [tiny_recipe(load_recipe("doorkey")).dataset_id]
     ds = minari.load_dataset(ids[0])
     assert ds.total_episodes == 6 and ds.observation_space.dtype == np.uint8
+
+
+def test_tiny_pixel_recipe_built_and_trained_end_to_end(tmp_path):
+    """The DoorKey recipe at --tiny size: scripted build, lazy images, the default image encoder, evaluation."""
+    from dtkit.data import LazyObs, load_trajectories
+    from dtkit.model import ModelConfig
+    from dtkit.trainer import TrainConfig, train
+
+    (dataset_id,) = build("doorkey", tiny=True, progress=False)
+    assert isinstance(load_trajectories(dataset_id).obs["obs"], LazyObs)
+    result = train(TrainConfig(dataset=dataset_id, steps=3, batch_size=4, context_len=4, eval_episodes=2, eval_envs=2,
+                               checkpoint_every=3, run_dir=str(tmp_path / "run"), progress=False, target_returns=(0.9,),
+                               model=ModelConfig(d_model=16, n_layer=1)), progress=False)
+    assert result.steps == 3 and np.isfinite(result.final_loss)
+    assert result.report is not None and len(result.report.episode_returns) == 2
