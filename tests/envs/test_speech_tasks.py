@@ -11,7 +11,8 @@ import dtkit.envs  # noqa: F401  (registers dtkit/...)
 from dtkit.envs.speech_synth import HELDOUT_VOICES, SAMPLE_RATE, TRAIN_VOICES, VoiceStyle, fit_length, synthesize
 from dtkit.envs.speech_tasks import SpokenTaskExpert
 
-IDS = ["dtkit/SpokenGoal-v0", "dtkit/SpokenGoalMemory-v0", "dtkit/SpokenGoTo-v0"]
+IDS = ["dtkit/SpokenGoal-v0", "dtkit/SpokenGoalMemory-v0", "dtkit/SpokenGoTo-v0",
+       "dtkit/SpokenGoal-heldout-v0", "dtkit/SpokenGoalMemory-heldout-v0", "dtkit/SpokenGoTo-heldout-v0"]
 
 
 @pytest.mark.parametrize("env_id", IDS)
@@ -48,9 +49,9 @@ def test_instruction_every_step_or_first_step_only(env_id):
 
 
 def test_heldout_voices_option():
-    env = gym.make("dtkit/SpokenGoal-v0", voices="heldout")
-    voices = {env.reset(seed=s)[1]["voice"] for s in range(20)}
-    assert voices <= set(HELDOUT_VOICES)
+    for env in (gym.make("dtkit/SpokenGoal-v0", voices="heldout"), gym.make("dtkit/SpokenGoTo-heldout-v0")):
+        voices = {env.reset(seed=s)[1]["voice"] for s in range(20)}
+        assert voices <= set(HELDOUT_VOICES)
     with pytest.raises(ValueError, match="heldout"):
         gym.make("dtkit/SpokenGoal-v0", voices="other").reset()
 
