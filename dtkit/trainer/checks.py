@@ -161,21 +161,23 @@ class FiniteLossWatch:
         # Under DDP every rank must stop at the same boundary (a lone rank raising would hang the others).
         self.eager = device.type == "cpu" and not distributed
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.last_good: Any = None
+        """The newest checkpoint written (set by the loop), named in the error."""
 
     def update(self, loss: torch.Tensor, step: int) -> None:
         bad = ~torch.isfinite(loss.detach())
         self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step), self.first_bad)
         if self.eager:
-            self.check(None)
+            self.check()
 
-    def check(self, last_good: Any, *, reduce: Any = None) -> None:
+    def check(self, *, reduce: Any = None) -> None:
         """Raise if any step so far had a non-finite loss; ``reduce`` combines ranks (all ranks must call it)."""
         flag = self.first_bad
         if reduce is not None:
             flag = reduce(flag)
         step = int(flag)
         if step >= 0:
-            where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
+            where = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written"
             raise DtkitError(f"the training loss became NaN or inf at step {step}; the run stopped and saved nothing after it "
                              f"({where}). Check the dataset for extreme values, lower --lr, raise --warmup-steps, "
                              "or try --amp fp32")

@@ -247,6 +247,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
                 "torch_rng": rngs, "sampler": states}
 
     watch = FiniteLossWatch(info.device, distributed=info.enabled)
+    watch.last_good = folder  # the checkpoint a resumed run started from, if any
 
     def all_ranks_max(t: torch.Tensor) -> torch.Tensor:
         if info.enabled:
@@ -255,9 +256,11 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         return t
 
     def checkpoint(step: int) -> Path | None:
-        watch.check(last_ckpt, reduce=all_ranks_max)  # collective; a non-finite run never writes a checkpoint
+        watch.check(reduce=all_ranks_max)  # collective; a non-finite run never writes a checkpoint
         snap = trainer_snapshot()  # collective: every rank joins
-        return save_checkpoint(run_dir, step, model, meta, snap) if info.is_main else None
+        saved = save_checkpoint(run_dir, step, model, meta, snap) if info.is_main else None
+        watch.last_good = saved or watch.last_good
+        return saved
 
     def run_eval(step: int) -> EvalReport:
         assert writer is not None and traj.env_id is not None  # rank 0, with an environment
@@ -301,7 +304,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
-                watch.check(last_ckpt, reduce=all_ranks_max)
+                watch.check(reduce=all_ranks_max)
                 loss_val = float(loss.detach())
                 now = time.perf_counter()
                 if writer is not None:
