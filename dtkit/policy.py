@@ -205,7 +205,15 @@ class DTPolicy:
             items = {"obs": obs}
         out = {}
         for f in self.spec.obs:
-            x = torch.as_tensor(np.asarray(items[f.key]), device=self.device).to(_torch_dtype(f.info.dtype))
+            arr = np.asarray(items[f.key])
+            if f.info.modality == "image" and str(arr.dtype) != f.info.dtype:
+                # A cast would silently turn float frames in [0, 1] into black uint8 ones: refuse instead.
+                raise DtkitError(
+                    f"image observation {f.key!r} has shape {tuple(arr.shape[1:])} dtype {arr.dtype} per environment, but the model "
+                    f"was trained on shape {tuple(f.info.shape)} dtype {f.info.dtype}; feed frames as the dataset stored them "
+                    "(same size, layout and dtype)"
+                )
+            x = torch.as_tensor(arr, device=self.device).to(_torch_dtype(f.info.dtype))
             if tuple(x.shape) != (self.num_envs, *f.info.shape):
                 clip = ""
                 if f.info.modality == "audio":  # a clip of the wrong length: say what a clip must be

@@ -135,3 +135,20 @@ def test_a_hand_written_spec_cannot_standardise_pixels():
     model = DecisionTransformer(spec, ModelConfig(d_model=16, n_layer=1), stats)
     frames = _pixels(2, (8, 8, 3)).view(1, 2, 8, 8, 3)
     torch.testing.assert_close(model.encode_obs({"obs": frames})["obs"], model._encode("obs/obs", frames))
+
+
+@pytest.mark.parametrize("frames, got", [
+    (np.zeros((2, 8, 8, 3), np.float32), "shape (8, 8, 3) dtype float32"),
+    (np.zeros((2, 8, 8, 3), np.float64), "shape (8, 8, 3) dtype float64"),
+])
+def test_policy_refuses_frames_unlike_the_checkpoint(frames, got):
+    """Casting float frames in [0, 1] to uint8 would feed black images: the policy names both shapes and dtypes."""
+    from dtkit.model import DecisionTransformer, ModelConfig
+    from dtkit.policy import DTPolicy
+
+    spec = spec_from_spaces(gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), gym.spaces.Discrete(2), context_len=2)
+    policy = DTPolicy(DecisionTransformer(spec, ModelConfig(d_model=16, n_layer=1)), num_envs=2, target_return=1.0)
+    with pytest.raises(DtkitError) as err:
+        policy.act(frames)
+    msg = str(err.value)
+    assert "\n" not in msg and got in msg and "shape (8, 8, 3) dtype uint8" in msg, msg
