@@ -30,9 +30,8 @@ def test_tiny_spoken_goal_built_trained_and_evaluated(tmp_path):
     result = train(TrainConfig(dataset=ids[0], run_dir=str(tmp_path / "run"), steps=4, batch_size=4, context_len=4,
                                target_returns=(1.0,), eval_episodes=2, eval_envs=2, checkpoint_every=4, progress=False,
                                model=ModelConfig(d_model=16, n_layer=1, n_head=1)), progress=False)
-    spec = result.checkpoint.spec if hasattr(result, "checkpoint") and hasattr(result.checkpoint, "spec") else None
+    assert result.steps == 4 and np.isfinite(result.final_loss)
     policy = make_policy(result.run_dir, num_envs=2, target_return=1.0, env_id="dtkit/SpokenGoal-v0")
     assert [(f.key, f.encoder.type, f.maskable) for f in policy.spec.obs] == [("audio", "audio_conv", True), ("state", "mlp", False)]
     report = evaluate(policy, "dtkit/SpokenGoal-v0", [1.0], num_episodes=2, env_kwargs={"voices": "heldout"}, progress=False)
     assert len(report.episode_returns) == 2 and set(report.episode_returns) <= {0.0, 1.0}
-    assert spec is None or spec == policy.spec
