@@ -141,7 +141,7 @@ def check_env_spaces(spec: Spec, observation_space: gym.Space, action_space: gym
         )
     a = spec.action
     if isinstance(action_space, gym.spaces.Discrete):
-        ok = a.discrete and a.n == int(action_space.n)
+        ok = a.discrete and a.n == int(action_space.n) and int(action_space.start) == 0  # actions are indices from 0
     elif isinstance(action_space, gym.spaces.Box):
         ok = (not a.discrete and a.low is not None and a.high is not None and action_space.shape == (a.dim,)
               and np.allclose(action_space.low, a.low) and np.allclose(action_space.high, a.high))
