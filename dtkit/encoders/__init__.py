@@ -5,9 +5,9 @@ Pure torch: nothing here imports gymnasium, minari or SB3.
 
 from __future__ import annotations
 
+from dtkit.encoders import audio as _audio  # noqa: F401  (registers "audio_conv", "audio_patch", the audio default)
 from dtkit.encoders import builtin as _builtin  # noqa: F401  (registers the built-ins)
 from dtkit.encoders import image as _image  # noqa: F401  (registers "cnn" and "patch")
-from dtkit.encoders import audio as _audio  # noqa: F401  (registers "audio_conv", "audio_patch", the audio default)
 from dtkit.encoders.base import MODALITIES, Encoder, EncoderConfig, FieldInfo
 from dtkit.encoders.registry import (
     build_encoder,

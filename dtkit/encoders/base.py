@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FieldInfo", "EncoderConfig", "Encoder", "MODALITIES", "IMAGE_LAYOUTS", "infer_modality", "infer_image_layout"]
+__all__ = ["IMAGE_LAYOUTS", "MODALITIES", "Encoder", "EncoderConfig", "FieldInfo", "infer_image_layout", "infer_modality"]
 
 
 MODALITIES = ("vector", "discrete", "image", "audio")

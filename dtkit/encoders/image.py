@@ -18,7 +18,7 @@ from dtkit.encoders.base import Encoder, FieldInfo
 from dtkit.encoders.registry import register_encoder
 from dtkit.errors import DtkitError
 
-__all__ = ["NatureCNN", "PatchEncoder", "image_chw", "to_nchw", "check_image_input"]
+__all__ = ["NatureCNN", "PatchEncoder", "check_image_input", "image_chw", "to_nchw"]
 
 # (kernel, stride, padding) of the Nature-DQN conv stack; its channels are (32, 64, 64).
 NATURE_CONVS = ((8, 4, 0), (4, 2, 0), (3, 1, 0))

@@ -18,8 +18,13 @@ from dtkit.encoders.base import Encoder, EncoderConfig, FieldInfo
 from dtkit.errors import DtkitError
 
 __all__ = [
-    "register_encoder", "encoder_class", "build_encoder", "known_encoders", "encoder_tokens",
-    "default_encoder", "set_default_encoder",
+    "build_encoder",
+    "default_encoder",
+    "encoder_class",
+    "encoder_tokens",
+    "known_encoders",
+    "register_encoder",
+    "set_default_encoder",
 ]
 
 ENTRY_POINT_GROUP = "dtkit.encoders"

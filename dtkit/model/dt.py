@@ -217,6 +217,7 @@ class DecisionTransformer(nn.Module):
         readout = self._readout_positions(T, x.device)
         rule = self._window_rule(T, x.device)  # (L, L), cached per length
         present = self.presence(batch.obs, batch.present) if self._maskable else {}
+        attn_mask: torch.Tensor | None
         if present and not bool(torch.stack([p.all() for p in present.values()]).all()):
             # Some field is absent somewhere: its keys are hidden row by row (every query still
             # sees itself, so no row turns into NaN). The readout slot is never maskable.

@@ -134,7 +134,7 @@ def test_eval_on_an_env_with_other_images_is_one_line_and_writes_nothing(pixel_d
 
 def test_stored_frames_unlike_the_space_stop_training_before_anything_is_written(pixel_dataset, tmp_path, monkeypatch, capsys):
     """Frames stored as float32 under a uint8 image space: one line naming both shapes and dtypes, no run folder."""
-    import dtkit.trainer.loop as loop
+    from dtkit.trainer import loop
 
     dataset_id = pixel_dataset(2)
     real = loop.load_trajectories
