@@ -38,6 +38,7 @@ def spec_from_spaces(
     return_scale: float = 1.0,
     block_obs_attention: bool = True,
     obs_order: tuple[str, ...] | None = None,
+    modalities: dict[str, str] | None = None,
     where: str = "dataset",
 ) -> Spec:
     """Derive a :class:`Spec` from gymnasium spaces.
@@ -49,6 +50,9 @@ def spec_from_spaces(
         obs_order: the order of the observation keys' tokens within a step (every key once).
             By default fields that can be absent (audio) come first and the rest follow in
             the space's order, so the action is read out from a token that is never masked.
+        modalities: modality per observation key where the inferred one is wrong (a uint8
+            array of rank 2 to 4 is taken for an image, the rest for vectors), e.g.
+            ``{"camera": "image"}`` for float frames in [0, 1].
         where: names the source of the spaces in error messages.
 
     Example:
@@ -66,9 +70,18 @@ def spec_from_spaces(
     unknown = set(obs_encoders) - {k for k, _ in items}
     if unknown:
         raise DtkitError(f"obs encoder given for unknown observation key(s) {sorted(unknown)}; keys are {[k for k, _ in items]}")
+    modalities = dict(modalities or {})
+    unknown = set(modalities) - {k for k, _ in items}
+    if unknown:
+        raise DtkitError(f"modality given for unknown observation key(s) {sorted(unknown)}; keys are {[k for k, _ in items]}")
     fields = []
     for key, sub in items:
         info = _obs_info(key, sub, where)
+        if key in modalities:
+            try:
+                info = FieldInfo(info.shape, info.dtype, info.n, modalities[key])
+            except ValueError as exc:
+                raise DtkitError(f"{where}: observation key {key!r} cannot be a {modalities[key]!r} field: {exc}") from None
         enc_cfg = obs_encoders.get(key) or default_encoder(info)
         n_tokens = encoder_tokens(enc_cfg, info)
         # The encoder decides whether it wants standardised input; pixels and audio never

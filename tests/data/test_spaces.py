@@ -61,3 +61,16 @@ def test_checkpoint_spec_without_modality_still_matches_its_env():
     spec = Spec.from_dict(saved)
     assert spec.obs[0].info.modality == "image" and spec.obs[0].info.layout == "HWC"
     check_env_spaces(spec, IMAGE, gym.spaces.Discrete(3), "PixEnv-v0", "checkpoint")
+
+
+def test_float_frames_can_be_declared_images():
+    """Float frames in [0, 1] are vectors by inference; declared images they get the CNN and no dataset statistics."""
+    space = gym.spaces.Box(0, 1, (3, 16, 16), np.float32)
+    assert spec_from_spaces(space, gym.spaces.Discrete(2)).obs[0].encoder.type == "mlp"
+    spec = spec_from_spaces(space, gym.spaces.Discrete(2), modalities={"obs": "image"})
+    f = spec.obs[0]
+    assert (f.info.modality, f.info.layout, f.encoder.type, f.normalize) == ("image", "CHW", "cnn", False)
+    with pytest.raises(DtkitError, match="unknown observation key"):
+        spec_from_spaces(space, gym.spaces.Discrete(2), modalities={"camera": "image"})
+    with pytest.raises(DtkitError, match="cannot be a 'image' field"):
+        spec_from_spaces(gym.spaces.Box(0, 1, (5,)), gym.spaces.Discrete(2), modalities={"obs": "image"})
