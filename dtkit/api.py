@@ -133,7 +133,8 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
         envs, writer = video_env(env_id, cfg.num_envs, targets, ckpt.path.parent.parent, recorded_spec=ckpt.meta.get("env_spec"),
                                  step=int(ckpt.meta.get("step", 0)))
     report = evaluate(policy, envs, targets, cfg.episodes, seed=seed, ref_min_score=ckpt.meta.get("ref_min_score"),
-                      ref_max_score=ckpt.meta.get("ref_max_score"), progress=cfg.progress, recorded_spec=ckpt.meta.get("env_spec"))
+                      ref_max_score=ckpt.meta.get("ref_max_score"), progress=cfg.progress,
+                      recorded_spec=ckpt.meta.get("env_spec"))
     if writer is not None:
         writer.close()
     report.checkpoint, report.dataset_id = str(ckpt.path), ckpt.meta.get("dataset_id")

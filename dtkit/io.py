@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_dir", "atomic_file", "writable_dir_error", "remove_stale_staging", "STAGING_GLOB"]
+__all__ = ["STAGING_GLOB", "atomic_dir", "atomic_file", "atomic_write_json", "atomic_write_text", "remove_stale_staging",
+           "writable_dir_error"]
 
 STAGING_GLOB = ".*.tmp"
 """What a write killed half-way leaves beside its target (see :func:`remove_stale_staging`)."""

@@ -88,7 +88,8 @@ class Trajectories:
             raise DtkitError(f"dataset {meta.get('dataset_id', '<in-memory>')!r} holds no episodes; build or choose a dataset with data")
         lengths = np.array([len(e["rewards"]) for e in episodes], dtype=np.int64)
         if (lengths == 0).any():
-            raise DtkitError(f"dataset {meta.get('dataset_id', '<in-memory>')!r}: episode {int(np.argmin(lengths))} has no steps; "
+            raise DtkitError(f"dataset {meta.get('dataset_id', '<in-memory>')!r}: episode {int(np.argmin(lengths))} "
+                             "has no steps; "
                              "every episode needs at least one action, so rebuild the dataset without empty episodes")
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         first = episodes[0]["observations"]
@@ -120,14 +121,17 @@ def check_finite(traj: Trajectories) -> None:
     columns: list[tuple[str, np.ndarray]] = [("reward", traj.rewards)]
     if np.issubdtype(traj.actions.dtype, np.floating):
         columns.append(("action", traj.actions))
-    columns += [(f"observation {k!r}", v) for k, v in traj.obs.items() if np.issubdtype(v.dtype, np.floating)]
+    # In-memory float columns only: lazy keys (dtkit.data.lazy) are integer images/audio, never NaN, never loaded here.
+    columns += [(f"observation {k!r}", v) for k, v in traj.obs.items()
+                if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)]
     for what, col in columns:
         ok = np.isfinite(col.reshape(len(col), -1)).all(1)
         if not ok.all():
             i = int(np.argmin(ok))
             ep = int(np.searchsorted(traj.episode_starts, i, side="right") - 1)
             raise DtkitError(f"dataset {traj.dataset_id!r}: {what} at episode {ep}, step {i - int(traj.episode_starts[ep])} is "
-                             f"{col.reshape(len(col), -1)[i].tolist()[:4]} (not finite); fix or drop that episode and rebuild the dataset")
+                             f"{col.reshape(len(col), -1)[i].tolist()[:4]} (not finite); "
+                             "fix or drop that episode and rebuild the dataset")
 
 
 def returns_to_go(rewards: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -196,7 +200,8 @@ def load_trajectories(dataset_id: str) -> Trajectories:
     env_spec = meta.get("env_spec")
     env_id = json.loads(env_spec)["id"] if isinstance(env_spec, str) else None
     traj = Trajectories.from_episodes(
-        episodes, obs_space, act_space, dataset_id=dataset_id, env_id=env_id, env_spec=env_spec if isinstance(env_spec, str) else None,
+        episodes, obs_space, act_space, dataset_id=dataset_id, env_id=env_id,
+        env_spec=env_spec if isinstance(env_spec, str) else None,
         ref_min_score=_maybe_float(meta.get("ref_min_score")), ref_max_score=_maybe_float(meta.get("ref_max_score")),
     )
     if lazy:

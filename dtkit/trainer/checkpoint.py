@@ -120,7 +120,8 @@ def read_checkpoint(folder: Path, device: str | torch.device = "cpu",
         try:
             trainer_state = torch.load(trainer, weights_only=True)
         except Exception as exc:  # truncated zip, or a pickle that weights_only refuses
-            raise DtkitError(f"{trainer} could not be read ({type(exc).__name__}); the checkpoint is damaged, use an earlier one") from None
+            raise DtkitError(f"{trainer} could not be read ({type(exc).__name__}); the checkpoint is damaged, "
+                             "use an earlier one") from None
     return meta, state, trainer_state
 
 

@@ -11,12 +11,14 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from dtkit.errors import DtkitError
+from dtkit.model import DecisionTransformer
 
-__all__ = ["check_settings", "check_device", "check_context_len", "check_resume_flags", "check_encoder_outputs",
-           "encoder_params", "FiniteLossWatch", "set_threads", "RESUME_FLAGS"]
+__all__ = ["RESUME_FLAGS", "FiniteLossWatch", "check_context_len", "check_device", "check_encoder_outputs", "check_json_params",
+           "check_resume_flags", "check_settings", "encoder_params", "set_threads"]
 
 # Settings that shape the model or the data it sees: a resumed run must use the saved values.
 RESUME_FLAGS = ("dataset", "context_len", "return_token", "reward_token", "block_obs_attention", "obs_encoder",
@@ -94,7 +96,8 @@ def check_device(device: str) -> None:
             raise DtkitError(f"--device {device!r} was asked for but this torch sees no CUDA device; use --device cpu "
                              "(or 'auto'), or install a CUDA build of torch")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DtkitError(f"--device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here; pick an index below that")
+            raise DtkitError(f"--device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here; "
+                             "pick an index below that")
     elif dev.type != "cpu":
         raise DtkitError(f"--device {device!r} is not supported; use 'auto', 'cpu' or 'cuda[:N]'")
 
@@ -123,15 +126,14 @@ def _norm(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-def check_encoder_outputs(model: torch.nn.Module) -> None:
+def check_encoder_outputs(model: DecisionTransformer) -> None:
     """Run every observation encoder once on a zero input: a wrong output shape is named here, not deep in torch.cat."""
-    spec = model.spec  # type: ignore[attr-defined]
-    D = model.cfg.d_model  # type: ignore[attr-defined]
+    spec, D = model.spec, model.cfg.d_model
     dev = next(model.parameters()).device
     with torch.no_grad():
         for f in spec.obs:
-            enc = model.encoders[f"obs/{f.key}"]  # type: ignore[index]
-            dtype = torch.from_numpy(__import__("numpy").zeros(0, dtype=f.info.dtype)).dtype
+            enc = model.encoders[f"obs/{f.key}"]
+            dtype = torch.from_numpy(np.zeros(0, dtype=f.info.dtype)).dtype
             x = torch.zeros(2, *f.info.shape, dtype=dtype, device=dev)
             was_training = enc.training
             enc.eval()
@@ -145,7 +147,8 @@ def check_encoder_outputs(model: torch.nn.Module) -> None:
                 enc.train(was_training)
             want = (2, f.n_tokens, D)
             if tuple(y.shape) != want:
-                raise DtkitError(f"encoder {f.encoder.type!r} for observation {f.key!r} returned shape {tuple(y.shape)} for a batch "
+                raise DtkitError(f"encoder {f.encoder.type!r} for observation {f.key!r} returned shape {tuple(y.shape)} "
+                                 "for a batch "
                                  f"of 2, expected {want} = (N, n_tokens, d_model); fix its forward or its n_tokens")
 
 
