@@ -22,7 +22,7 @@ its full 1000 steps (an untrained model falls at once otherwise), which makes
 the cache's rebuild schedule count as it does for a good policy.
 
 Usage:
-    python scripts/bench.py                 # everything (about 3 minutes on 2 cores)
+    python scripts/bench.py                 # everything (about 8 minutes on 2 cores, 4 of them pixels)
     python scripts/bench.py --only train    # or: eval, pixels
 """
 
