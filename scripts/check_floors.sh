@@ -31,5 +31,6 @@ pip check || true  # reported, not fatal: pip check also flags extras' own unrel
 pip list 2>/dev/null | grep -iE '^(torch|gymnasium|minari|stable.baselines3|einops|tensorboard|tqdm|safetensors|tyro|numpy) '
 cd "$repo"
 OMP_NUM_THREADS=1 python -m pytest -q -p no:cacheprovider tests/test_cli.py::test_train_then_eval \
-    tests/rollout/test_evaluate.py tests/rollout/test_env_sources.py tests/trainer/test_checkpoints.py
+    tests/test_cli.py::test_collect_then_train tests/rollout/test_evaluate.py tests/rollout/test_env_sources.py \
+    tests/trainer/test_checkpoints.py
 echo "check_floors: OK"
