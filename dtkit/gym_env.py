@@ -79,6 +79,10 @@ def make_env(env_id: str, recorded_spec: str | None = None, **kwargs: Any) -> gy
         return gym.make(spec, **kwargs)
     except (gym.error.Error, ImportError) as exc:  # a missing extra or a bad entry point: the user's to fix
         if recorded_spec and spec.id in gym.registry:  # the recorded wrappers are gone; the registered env may still do
+            import sys
+
+            print(f"dtkit: warning: the dataset's recorded spec of {spec.id!r} could not be made ({exc}); "
+                  "using the registered env, without the recorded wrappers", file=sys.stderr)
             return gym.make(gym.spec(spec.id), **kwargs)
         raise DtkitError(f"environment {env_id!r} could not be made ({type(exc).__name__}: {exc}); "
                          "install its package or check the id") from None
