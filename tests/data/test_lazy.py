@@ -141,3 +141,31 @@ def test_a_truncated_cache_is_one_clear_error():
     traj = load_trajectories("t/stack/f-v0")
     with pytest.raises(DtkitError, match="truncated.*delete"):
         np.asarray(traj.obs["obs"])
+
+
+def _rank_loads(rank: int, world: int, init: str, root: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ["MINARI_DATASETS_PATH"] = root
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        traj = load_trajectories("t/stack/g-v0")
+        obs = traj.obs["obs"]
+        np.save(f"{out}/rank{rank}.npy", obs[np.arange(len(obs))])
+        with open(f"{out}/rank{rank}.path", "w") as f:
+            f.write(str(obs.path))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_share_one_cache(minari_root, tmp_path):
+    """Rank 0 writes the cache while rank 1 waits at the barrier; both read the same file."""
+    import torch.multiprocessing as mp
+
+    _make("t/stack/g-v0", STACK_SPACE, _stack_obs)
+    mp.spawn(_rank_loads, args=(2, f"file://{tmp_path}/rdv", str(minari_root), str(tmp_path)), nprocs=2)
+    assert (tmp_path / "rank0.path").read_text() == (tmp_path / "rank1.path").read_text()
+    assert np.array_equal(np.load(tmp_path / "rank0.npy"), np.load(tmp_path / "rank1.npy"))
+    assert [p.name for p in _cache_files("t/stack/g-v0")[0].parent.parent.iterdir() if p.name.startswith(".")] == []
