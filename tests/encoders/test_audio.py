@@ -62,3 +62,25 @@ def test_repeated_clips_encoded_once_give_the_same_tokens(name):
         together = enc(x)
         alone = torch.cat([enc(row[None]) for row in x])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["audio_conv", "audio_patch"])
+def test_augmentation_only_in_training_mode(name):
+    enc = build_encoder(EncoderConfig(name), AUDIO, 16)
+    x = torch.randint(-2000, 2000, (2, 9600), dtype=torch.int16)
+    torch.manual_seed(0)
+    assert not torch.allclose(enc.train()(x), enc(x))  # perturbed differently on each call
+    assert torch.equal(enc.eval()(x), enc(x))  # evaluation is deterministic
+    plain = build_encoder(EncoderConfig(name, {"augment": False}), AUDIO, 16)
+    plain.load_state_dict(enc.state_dict())
+    assert torch.equal(plain.train()(x), enc.eval()(x))
+
+
+def test_perturbation_keeps_shape_and_the_silence_floor():
+    from dtkit.encoders.audio import perturb
+
+    mel = torch.rand(4, 40, 61) * 2 - 1
+    out = perturb(mel)
+    assert out.shape == mel.shape and out.min() >= -1.0 and not torch.equal(out, mel)
+    silent = perturb(torch.full((2, 40, 61), -1.0))
+    assert torch.all(silent <= -1.0 + 0.15 + 1e-6)  # silence stays near the floor (gain at most +-6 dB)
