@@ -47,6 +47,9 @@ class EvalConfig:
     """Where to write the report (default: eval_<step folder>_seed<seed>.json in the run folder)."""
     device: str = "cpu"
     """'cpu' or 'cuda[:N]'."""
+    env_backend: str = "sync"
+    """Engine stepping the envs: sync (gymnasium SyncVectorEnv), async (AsyncVectorEnv, a process per env) or
+    envpool (optional extra, `pip install envpool`; its own MuJoCo/Atari builds, so gymnasium stays the scorer of record)."""
     threads: int | None = None
     """torch threads (default: torch's choice; on a busy machine fewer is often faster)."""
     video: bool = False
@@ -118,6 +121,10 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
             raise DtkitError(f"--{name.replace('_', '-')}={v} is invalid; use a positive integer")
     if cfg.seed is not None and cfg.seed < 0:
         raise DtkitError(f"--seed={cfg.seed} is invalid; use an integer >= 0")
+    from dtkit.rollout.backends import ENV_BACKENDS
+
+    if cfg.env_backend not in ENV_BACKENDS:
+        raise DtkitError(f"--env-backend {cfg.env_backend!r} is unknown; use one of {', '.join(ENV_BACKENDS)}")
     import_env_modules(cfg.env_module)
     ckpt = load_checkpoint(cfg.checkpoint, device=cfg.device)
     targets = list(cfg.target_returns) or list(ckpt.meta.get("target_returns", []))
@@ -134,7 +141,7 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
                                  step=int(ckpt.meta.get("step", 0)))
     report = evaluate(policy, envs, targets, cfg.episodes, seed=seed, ref_min_score=ckpt.meta.get("ref_min_score"),
                       ref_max_score=ckpt.meta.get("ref_max_score"), progress=cfg.progress,
-                      recorded_spec=ckpt.meta.get("env_spec"))
+                      recorded_spec=ckpt.meta.get("env_spec"), env_backend=cfg.env_backend)
     if writer is not None:
         writer.close()
     report.checkpoint, report.dataset_id = str(ckpt.path), ckpt.meta.get("dataset_id")

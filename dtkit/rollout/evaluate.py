@@ -13,8 +13,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dtkit.errors import DtkitError
-from dtkit.gym_env import make_env
 from dtkit.policy import DTPolicy
+from dtkit.rollout.backends import make_vector_env
 
 __all__ = ["EvalReport", "TargetResult", "evaluate", "make_vector_env", "normalized_score"]
 
@@ -67,6 +67,8 @@ class EvalReport:
     """Set when an episode return was NaN or inf; those values are written as null."""
     returns_rise_with_target: bool | None = None
     """With 2+ distinct targets: whether the achieved mean return rises strictly with the target (sorted by target)."""
+    env_backend: str = "sync"
+    """Engine that stepped envs made from an id or factory: sync, async or envpool (a given VectorEnv is used as is)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data: a non-finite number becomes null (``non_finite_reason`` says why), never NaN."""
@@ -115,28 +117,6 @@ def _finite_or_none(x: Any) -> Any:
     return x
 
 
-def _same_step_autoreset() -> dict[str, Any]:
-    # gymnasium 1.0 has no AutoresetMode: its vector envs always reset on the step after an episode ends,
-    # which _run_target handles too. 1.1+ can reset within the step, which saves one model call per episode.
-    mode = getattr(gym.vector, "AutoresetMode", None)
-    return {"autoreset_mode": mode.SAME_STEP} if mode is not None else {}
-
-
-def make_vector_env(env: str | Callable[[], gym.Env], num_envs: int, env_kwargs: dict[str, Any] | None = None,
-                    recorded_spec: str | None = None) -> gym.vector.VectorEnv:
-    """A SyncVectorEnv of ``num_envs`` copies of ``env`` (an id, or a factory of single envs).
-
-    ``recorded_spec``: a dataset's env spec JSON, used to remake the env it was collected in (see :func:`make_env`).
-    """
-    if isinstance(env, str):
-        kwargs = env_kwargs or {}
-        make_env(env, recorded_spec, **kwargs).close()  # an unknown id fails here, once, with a clear line
-        factory: Callable[[], gym.Env] = lambda: make_env(env, recorded_spec, **kwargs)  # noqa: E731
-    else:
-        factory = env
-    return gym.vector.SyncVectorEnv([factory for _ in range(num_envs)], **_same_step_autoreset())
-
-
 def _next_step_autoreset(envs: gym.vector.VectorEnv) -> bool:
     """True when ``envs`` resets a finished env on the following step (gymnasium 1.0, or NEXT_STEP on 1.1+)."""
     mode = envs.metadata.get("autoreset_mode")
@@ -175,7 +155,7 @@ def _run_target(policy: DTPolicy, envs: gym.vector.VectorEnv, target: float, num
         if bounds is not None:  # only actions that reach a counted episode's env
             used = ~resetting & (got < quota)
             at_bounds += int(_at_bounds(np.asarray(action)[used], *bounds).sum())
-            counted += int(used.sum()) * int(np.prod(envs.single_action_space.shape))
+            counted += int(used.sum()) * bounds[0].size
         obs, reward, terminated, truncated, _ = envs.step(action)
         reward = np.asarray(reward, dtype=np.float64)
         policy.record(reward)
@@ -222,7 +202,7 @@ def _rises(results: list[TargetResult]) -> bool | None:
 
 def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], num_episodes: int = 10, *, seed: int = 0,
              ref_min_score: float | None = None, ref_max_score: float | None = None, progress: bool = True,
-             env_kwargs: dict[str, Any] | None = None, recorded_spec: str | None = None) -> EvalReport:
+             env_kwargs: dict[str, Any] | None = None, recorded_spec: str | None = None, env_backend: str = "sync") -> EvalReport:
     """Roll out ``policy`` for ``num_episodes`` per target return in ``policy.num_envs`` vectorised envs.
 
     Args:
@@ -230,6 +210,8 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
             ``policy.num_envs`` envs (wrapped or unregistered envs; it is closed afterwards), or a
             zero-argument factory of single envs. The spaces must match the policy's either way.
         recorded_spec: the dataset's env spec JSON, to remake the env it was collected in from an id.
+        env_backend: the engine that steps envs made from an id or factory: "sync" (gymnasium SyncVectorEnv),
+            "async" (gymnasium AsyncVectorEnv, a process per env) or "envpool" (optional extra, ids only).
 
     Example:
         >>> report = evaluate(policy, "CartPole-v1", [500.0], num_episodes=10)  # doctest: +SKIP
@@ -247,7 +229,7 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
     if isinstance(env_id, gym.vector.VectorEnv):
         envs, name = env_id, _env_name(env_id)
     elif isinstance(env_id, str) or callable(env_id):
-        envs = make_vector_env(env_id, policy.num_envs, env_kwargs, recorded_spec)
+        envs = make_vector_env(env_id, policy.num_envs, env_kwargs, recorded_spec, env_backend)
         name = env_id if isinstance(env_id, str) else _env_name(envs)
     else:
         raise DtkitError(f"evaluate needs an env id, a gymnasium VectorEnv or an env factory, got {type(env_id).__name__}")
@@ -284,7 +266,7 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
         mean_return=first.mean_return, normalized_score=first.normalized_score, normalized_score_reason=reasons[0],
         num_envs=policy.num_envs, num_episodes=num_episodes, env_steps_per_s=total_steps / wall, env_steps=total_steps,
         wall_s=wall, cache=policy.use_cache, per_target=results, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
-        seed=seed, returns_rise_with_target=_rises(results), non_finite_reason=(f"the environment returned non-finite rewards (targets {bad}); those returns are null"
+        seed=seed, returns_rise_with_target=_rises(results), env_backend=env_backend, non_finite_reason=(f"the environment returned non-finite rewards (targets {bad}); those returns are null"
                                       if bad else None),
     )
 
