@@ -116,13 +116,14 @@ def d3rlpy_worker(job_file: str) -> None:
         terminals=data["terminals"], timeouts=data["timeouts"],
         action_space=d3rlpy.ActionSpace.DISCRETE if discrete else d3rlpy.ActionSpace.CONTINUOUS,
         action_size=int(job["action_size"]) if discrete else None)
-    common = dict(
-        batch_size=s["batch_size"], learning_rate=s["lr"], context_size=s["context_len"], max_timestep=s["max_timestep"],
-        num_heads=s["n_head"], num_layers=s["n_layer"], attn_dropout=s["dropout"], resid_dropout=s["dropout"],
-        embed_dropout=s["dropout"], activation_type="gelu", position_encoding_type=d3rlpy.PositionEncodingType.SIMPLE,
-        encoder_factory=d3rlpy.models.VectorEncoderFactory([s["d_model"]], exclude_last_activation=True),
-        observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
-        reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(1.0 / s["return_scale"]))
+    common = {
+        "batch_size": s["batch_size"], "learning_rate": s["lr"], "context_size": s["context_len"],
+        "max_timestep": s["max_timestep"], "num_heads": s["n_head"], "num_layers": s["n_layer"],
+        "attn_dropout": s["dropout"], "resid_dropout": s["dropout"], "embed_dropout": s["dropout"],
+        "activation_type": "gelu", "position_encoding_type": d3rlpy.PositionEncodingType.SIMPLE,
+        "encoder_factory": d3rlpy.models.VectorEncoderFactory([s["d_model"]], exclude_last_activation=True),
+        "observation_scaler": d3rlpy.preprocessing.StandardObservationScaler(),
+        "reward_scaler": d3rlpy.preprocessing.MultiplyRewardScaler(1.0 / s["return_scale"])}
     if discrete:
         tokens = s["batch_size"] * s["context_len"]
         config = d3rlpy.algos.DiscreteDecisionTransformerConfig(
@@ -266,7 +267,7 @@ def run_d3rlpy(python: str, job: dict, run_dir: Path) -> dict:
     job_file = run_dir / "job.json"
     _write_json(job_file, job)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([python, __file__, "--d3rlpy-worker", str(job_file)], env=env)
+    proc = subprocess.run([python, __file__, "--d3rlpy-worker", str(job_file)], env=env, check=False)
     if proc.returncode != 0 or not result_file.is_file():
         from dtkit.errors import DtkitError
 
@@ -317,15 +318,15 @@ def dataset_row(dataset: str, runs: dict[str, list[dict]], targets: dict[str, fl
 
 
 def tables(rows: list[dict], steps: int, episodes: int) -> str:
-    lines = [f"Normalised score at the best-return target (mean ± std over seeds; the dataset's reference scores), "
-             f"{steps:,} updates per run, {episodes} evaluation episodes per target.", "",
+    lines = [(f"Normalised score at the best-return target (mean ± std over seeds; the dataset's reference scores), "
+              f"{steps:,} updates per run, {episodes} evaluation episodes per target."), "",
              "| dataset | seeds | dtkit | d3rlpy DT | dtkit ≥ d3rlpy |", "|---|---|---|---|---|"]
     for r in rows:
         d, o = r["dtkit"]["per_target"]["best"]["normalized"], r.get("d3rlpy", {}).get("per_target", {}).get("best", {}).get("normalized")
         ok = "n/a" if not o or o["mean"] is None or d["mean"] is None else ("yes" if d["mean"] >= o["mean"] else "no")
         lines.append(f"| {r['dataset']} | {d['n']} | {fmt(d)} | {fmt(o) if o else 'not run'} | {ok} |")
-    lines += ["", "Achieved return per target (mean over seeds), mean episode length, and the fraction of action "
-              "components at the bounds (continuous actions):", "",
+    lines += ["", ("Achieved return per target (mean over seeds), mean episode length, and the fraction of action "
+                   "components at the bounds (continuous actions):"), "",
               "| dataset | impl | low target → return | mean target → return | best target → return | rises | length (best) | at bounds (best) |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -31,7 +31,7 @@ def compare():
 def _d3rlpy_python() -> str | None:
     if os.environ.get("DTKIT_D3RLPY_PYTHON"):
         return os.environ["DTKIT_D3RLPY_PYTHON"]
-    found = subprocess.run([sys.executable, "-c", "import d3rlpy"], capture_output=True).returncode == 0
+    found = subprocess.run([sys.executable, "-c", "import d3rlpy"], capture_output=True, check=False).returncode == 0
     return sys.executable if found else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -197,7 +198,7 @@ def _rises(results: list[TargetResult]) -> bool | None:
     by_target = sorted((r.target_return, r.mean_return) for r in results)
     if len({t for t, _ in by_target}) < 2:
         return None
-    return all(a[1] < b[1] for a, b in zip(by_target, by_target[1:]) if a[0] < b[0])
+    return all(a[1] < b[1] for a, b in itertools.pairwise(by_target) if a[0] < b[0])
 
 
 def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], num_episodes: int = 10, *, seed: int = 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import replace
@@ -33,7 +34,7 @@ def test_budget_schedule_has_the_same_shape_at_every_budget(steps):
     assert factors[4] == pytest.approx(0.1)  # decayed to 10% at the last step
     # never rises after the peak
     after = [lr_factor(cfg, s) for s in range(round(0.1 * steps), steps + 1, max(1, steps // 50))]
-    assert all(a >= b - 1e-12 for a, b in zip(after, after[1:]))
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(after))
 
 
 def test_paper_preset_is_the_papers_schedule():
