@@ -69,6 +69,11 @@ class VideoRecorder(gym.vector.VectorWrapper):
             raise DtkitError("--video needs image observations or envs made with render_mode='rgb_array'; "
                              "make the env with env_kwargs={'render_mode': 'rgb_array'}")
 
+    @property
+    def envs(self) -> list[gym.Env]:
+        """The single envs (so reports name the env id, as for an unwrapped SyncVectorEnv)."""
+        return list(getattr(self.env.unwrapped, "envs", []))
+
     def _grab(self, obs: Any) -> None:
         if self._target < 0 or self._done_here >= self.per_target or len(self._frames) >= MAX_FRAMES:
             return
