@@ -65,3 +65,14 @@ def test_save_refuses_non_finite_weights(tmp_path):
     with pytest.raises(DtkitError, match="no checkpoint was written"):
         save_checkpoint(tmp_path, 1, model, {})
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_encoder_params_json_cannot_hold_are_refused_before_training(make_dataset, tmp_path):
+    from dtkit.encoders import EncoderConfig
+    from dtkit.trainer import TrainConfig, train
+
+    dataset_id = make_dataset("CartPole-v1", n_episodes=2)
+    cfg = TrainConfig(dataset=dataset_id, run_dir=str(tmp_path / "run"), steps=2, progress=False)
+    with pytest.raises(DtkitError, match="not JSON-serialisable"):
+        train(cfg, obs_encoders={"obs": EncoderConfig("mlp", {"hidden": object()})})
+    assert not (tmp_path / "run").exists()
