@@ -72,6 +72,7 @@ class DTPolicy:
         self._prev_valid = torch.zeros(N, dtype=torch.bool, device=dev)
         self._unrecorded = np.zeros(N, dtype=bool)  # acted, reward not yet recorded (checked by predict)
         self._rows = torch.arange(N, device=dev)
+        self._row_base = self._rows * K  # row r's slot s is element r * K + s of a buffer viewed as (N * K, ...)
         self.cache = model.new_cache(N, dev) if use_cache else None
         # Encoder outputs of the last K steps, so a cache rebuild re-runs the trunk but never an encoder (a CNN).
         D = model.cfg.d_model
@@ -102,14 +103,24 @@ class DTPolicy:
 
     def record(self, rewards: np.ndarray | torch.Tensor, rows: np.ndarray | torch.Tensor | None = None) -> None:
         """Tell the policy the rewards for the actions it just took; advances the episode clock."""
-        sel = self._rows if rows is None else self._as_rows(rows).reshape(-1)
         r = torch.as_tensor(np.asarray(rewards, dtype=np.float64), device=self.device).reshape(-1)
-        slot = self._t[sel] % self.spec.context_len
-        self._rew[sel, slot] = r.float()
-        # Same quantity as the sampler's: (target - rewards received before t) / scale.
-        self._rtg[sel] -= r
-        self._t[sel] += 1
-        self._unrecorded[sel.cpu().numpy() if rows is not None else slice(None)] = False
+        if rows is None:  # every row: whole-buffer ops, no gathers (the per-step path of evaluate)
+            _put(self._rew, self._flat(self._t), r.float())
+            # Same quantity as the sampler's: (target - rewards received before t) / scale.
+            self._rtg -= r
+            self._t += 1
+            self._unrecorded[:] = False
+        else:
+            sel = self._as_rows(rows).reshape(-1)
+            slot = self._t[sel] % self.spec.context_len
+            self._rew[sel, slot] = r.float()
+            self._rtg[sel] -= r
+            self._t[sel] += 1
+            self._unrecorded[sel.cpu().numpy()] = False
+
+    def _flat(self, steps: torch.Tensor) -> torch.Tensor:
+        """(N,) index of each row's step ``steps`` in a ring buffer viewed as (N * K, ...)."""
+        return self._row_base + steps % self.spec.context_len
 
     def _as_rows(self, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
         t = rows if isinstance(rows, torch.Tensor) else torch.as_tensor(np.asarray(rows))
@@ -124,32 +135,31 @@ class DTPolicy:
     @torch.inference_mode()
     def act(self, obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         """Actions for a batch of observations, (num_envs, ...) -> (num_envs, ...) in env units."""
-        K, t = self.spec.context_len, self._t
-        slot = t % K
+        here = self._flat(self._t)  # (N,) each row's slot for step t, in the flattened ring buffers
         obs_t = self._obs_tensors(obs)
         for k, v in obs_t.items():
-            self._obs[k][self._rows, slot] = v
+            _put(self._obs[k], here, v)
         ret = (self._rtg / self.spec.return_scale).float()
-        self._ret[self._rows, slot] = ret
-        pred = self._act_cached(obs_t, ret) if self.cache is not None else self._act_recompute()
+        _put(self._ret, here, ret)
+        pred = self._act_cached(obs_t, ret, here) if self.cache is not None else self._act_recompute()
         self.last_output = pred  # (N, A) head outputs, kept for diagnostics and tests
         action = self.model.head.act(pred, self.deterministic)
-        self._act[self._rows, slot] = action
+        _put(self._act, here, action)
         out = action.cpu().numpy()
         self._unrecorded[:] = True
         return out if self.spec.action.discrete else self.spec.action.from_unit(out)
 
-    def _act_cached(self, obs_t: dict[str, torch.Tensor], ret: torch.Tensor) -> torch.Tensor:
+    def _act_cached(self, obs_t: dict[str, torch.Tensor], ret: torch.Tensor, here: torch.Tensor) -> torch.Tensor:
         K, t = self.spec.context_len, self._t
         full = self._n_ctx >= K
         if bool(full.any()):
             self._rebuild(full.nonzero().flatten())
         assert self.cache is not None
-        prev_slot = (t - 1) % K
-        prev = {"action": self._act[self._rows, prev_slot], "reward": self._rew[self._rows, prev_slot]}
+        before = self._flat(t - 1)
+        prev = {"action": _take(self._act, before), "reward": _take(self._rew, before)}
         tokens = {k: v[:, 0] for k, v in self.model.encode_obs({k: x[:, None] for k, x in obs_t.items()}).items()}  # key -> (N, n, D)
         for k, v in tokens.items():
-            self._obs_tok[k][self._rows, t % K] = v.to(self._obs_tok[k].dtype)
+            _put(self._obs_tok[k], here, v.to(self._obs_tok[k].dtype))
         pred = self.model.step(self.cache, prev, (t - 1).clamp_min(0), self._prev_valid,
                                {"return": ret, "obs": obs_t}, t, obs_tokens=tokens)
         self._n_ctx += 1
@@ -253,6 +263,16 @@ class DTPolicy:
         from dtkit.rollout.reward_feed import RewardFeed
 
         return RewardFeed(env, self, index)
+
+
+def _put(buf: torch.Tensor, flat: torch.Tensor, values: torch.Tensor) -> None:
+    """buf[r, flat[r] - r * K] = values[r] for a (N, K, ...) ring buffer: one index_copy_, cheaper than an index_put."""
+    buf.view(-1, *buf.shape[2:]).index_copy_(0, flat, values.to(buf.dtype))
+
+
+def _take(buf: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """The (N, ...) rows of a (N, K, ...) ring buffer at flat indices ``flat`` (see :func:`_put`)."""
+    return buf.view(-1, *buf.shape[2:]).index_select(0, flat)
 
 
 def _torch_dtype(name: str) -> torch.dtype:

@@ -95,6 +95,11 @@ class DecisionTransformer(nn.Module):
         self.register_buffer(
             "_step_rule", token_rule(step_of, step_slots, slot_is_obs[step_slots], S, spec.block_obs_attention), persistent=False
         )
+        # One cached step embeds [post fields of t-1, pre fields of t] in one pass: their slot ids, and which
+        # of the two timesteps (0: t-1, 1: t) each token carries.
+        self.register_buffer("_step_slots", step_slots, persistent=False)
+        self.register_buffer("_step_time_of", step_of + 1, persistent=False)
+        self._post_fields, self._pre_fields = spec.post_fields, spec.pre_fields
         self._rules: dict[tuple[int, torch.device], torch.Tensor] = {}
         self.register_buffer("_last", torch.tensor([S - 1]), persistent=False)
         # Slots of the fields that can be absent (spec: maskable), per key. Where such a field
@@ -260,18 +265,33 @@ class DecisionTransformer(nn.Module):
         """Feed one step per row through the cache and predict a_t: returns (B, A)."""
         B = timestep.shape[0]
         S = self.spec.tokens_per_step
-        post = self._embed(self.spec.post_fields, _one_step(prev), prev_timestep[:, None], slice(self.n_pre, S))
-        cur_tokens = None if obs_tokens is None else {k: v[:, None] for k, v in obs_tokens.items()}
-        pre = self._embed(self.spec.pre_fields, _one_step(cur), timestep[:, None], slice(0, self.n_pre), cur_tokens)
-        x = torch.cat([post, pre], dim=2).view(B, S, -1)  # (B, F=S, D)
+        x = self._embed_step(prev, prev_timestep, cur, timestep, obs_tokens)  # (B, F=S, D)
         new_valid = torch.ones(B, S, dtype=torch.bool, device=x.device)
         if self._maskable:  # absent fields of step t stay invisible in the cache, exactly as in a recompute
             present = self.presence(cur["obs"], cur.get("present"))
             new_valid[:, self.n_post:] = self._slot_valid(present, (B,), x.device)[:, : self.n_pre]
         new_valid[:, : self.n_post] = prev_valid[:, None]
         mask = cache.begin_step(new_valid, self._step_rule)
-        h, _ = self.trunk(x, mask, cache, readout=self._last, readout_mask=mask[:, :, -1:])
-        return self.head(h[:, 0])
+        return self.head(self.trunk.step(x, mask, cache)[:, 0])
+
+    def _embed_step(self, prev: dict[str, torch.Tensor], prev_timestep: torch.Tensor, cur: dict[str, Any],
+                    timestep: torch.Tensor, obs_tokens: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """[post fields of step t-1, pre fields of step t] -> (B, S, D) in one pass: one concatenation,
+        one position lookup and one LayerNorm (what :meth:`_embed` gives for each half, as LayerNorm is per token)."""
+        parts = []
+        for fields, source in ((self._post_fields, prev), (self._pre_fields, cur)):
+            for name in fields:
+                if name != "obs":
+                    parts.append(self.encoders[name](source[name]))  # (B, n, D)
+                    continue
+                toks = obs_tokens
+                if toks is None:
+                    toks = {k: v[:, 0] for k, v in self.encode_obs({k: x[:, None] for k, x in source["obs"].items()}).items()}
+                parts.extend(toks[f.key] for f in self.spec.obs)
+        tok = torch.cat(parts, dim=1)  # (B, S, D)
+        t = torch.stack([prev_timestep, timestep], dim=1).clamp(0, self.spec.max_timestep)  # (B, 2)
+        tok = tok + self.slot_emb.weight[self._step_slots] + self.timestep_emb(t)[:, self._step_time_of]
+        return self.embed_ln(tok)
 
     def new_cache(self, batch: int, device: torch.device | str = "cpu") -> KVCache:
         """A cache for ``batch`` rows that holds K full steps plus one step's placeholders."""

@@ -116,3 +116,31 @@ class Trunk(nn.Module):
             if return_kv:
                 kvs.append(kv)
         return self.ln_f(x), kvs
+
+    def step(
+        self,
+        x: torch.Tensor,  # (B, F, D): one step's new tokens per row
+        attn_mask: torch.Tensor,  # (B|1, 1, F, span) bool from KVCache.begin_step
+        cache: KVCache,
+    ) -> torch.Tensor:
+        """The cached incremental step as plain functional calls: returns the last token's final state (B, 1, D).
+
+        Same arithmetic as :meth:`forward` with ``readout`` = the last token (eval mode: dropout
+        is the identity), written without module dispatch: at 16 envs a step is ~50 small ops,
+        and each module call costs about as much as one of them (measured in scripts/bench.py).
+        """
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            attn, ln1, ln2 = block.attn, block.ln1, block.ln2
+            fc, act, out = block.mlp[0], block.mlp[1], block.mlp[2]
+            B, L, D = x.shape
+            h = F.layer_norm(x, (D,), ln1.weight, ln1.bias, ln1.eps)
+            q, k, v = F.linear(h, attn.qkv.weight, attn.qkv.bias).view(B, L, 3, attn.n_head, attn.head_dim).permute(2, 0, 3, 1, 4)
+            cache.write(i, k, v)
+            if i == last:  # only the readout token's output is needed from here on
+                q, x, attn_mask = q[:, :, -1:], x[:, -1:], attn_mask[:, :, -1:]
+            y = F.scaled_dot_product_attention(q, cache.keys(i), cache.values(i), attn_mask=attn_mask)  # (B, nh, Lq, hs)
+            x = x + F.linear(y.transpose(1, 2).reshape(B, q.shape[2], D), attn.proj.weight, attn.proj.bias)
+            h = F.layer_norm(x, (D,), ln2.weight, ln2.bias, ln2.eps)
+            x = x + F.linear(F.gelu(F.linear(h, fc.weight, fc.bias), approximate=act.approximate), out.weight, out.bias)
+        return F.layer_norm(x, (x.shape[-1],), self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
