@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dtkit.errors import DtkitError
-from dtkit.io import atomic_write_json
+from dtkit.io import atomic_write_json, writable_dir_error
 from dtkit.model import ModelConfig
 from dtkit.policy import DTPolicy
 from dtkit.rollout import EvalReport, evaluate
@@ -133,6 +133,11 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     env_id = cfg.env_id or ckpt.env_id
     assert env_id is not None  # make_policy raised otherwise
     seed = cfg.seed if cfg.seed is not None else int(ckpt.meta.get("config", {}).get("seed", 0))
+    # Never training's eval.json: a report names the checkpoint and seed it came from. Checked before the rollouts.
+    out = Path(cfg.out) if cfg.out else ckpt.path.parent.parent / f"eval_{ckpt.path.name}_seed{seed}.json"
+    problem = writable_dir_error(out.parent)
+    if problem or out.is_dir():
+        raise DtkitError(f"--out {str(out)!r} cannot be written: {problem or 'it is a folder'}; choose another path")
     envs, writer = env_id, None
     if cfg.video:
         from dtkit.rollout.video import video_env
@@ -145,8 +150,6 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     if writer is not None:
         writer.close()
     report.checkpoint, report.dataset_id = str(ckpt.path), ckpt.meta.get("dataset_id")
-    # Never training's eval.json: a report names the checkpoint and seed it came from.
-    out = Path(cfg.out) if cfg.out else ckpt.path.parent.parent / f"eval_{ckpt.path.name}_seed{seed}.json"
     atomic_write_json(out, report.to_dict())
     return report
 

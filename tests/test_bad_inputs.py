@@ -298,7 +298,8 @@ CASES: dict[str, Case] = {
     "eval-cuda-without-cuda": Case(evaluate("--device", "cuda"), ["--device 'cuda'"], marks=[NO_CUDA]),
     "eval-threads-zero": Case(evaluate("--threads", "0"), ["--threads=0"]),
     "eval-keep-too-large": Case(evaluate("--keep", "99"), ["keep=99"]),
-    "eval-out-under-a-file": Case(evaluate("--out", "{tmp}/afile/eval.json"), ["afile", "not a folder"], prepare=_a_file),
+    "eval-out-under-a-file": Case(evaluate("--out", "{tmp}/afile/eval.json"), ["afile", "is a file"], prepare=_a_file),
+    "eval-out-is-a-folder": Case(evaluate("--out", "{tmp}"), ["it is a folder"]),
     # collection
     "collect-unknown-env": Case(["collect", "--env-id", "Nothing-v0", "--algo", "ppo", "--no-progress"], ["'Nothing-v0'"]),
     "collect-bad-tier": Case(["collect", "--env-id", "CartPole-v1", "--algo", "ppo", "--tiers", "random:0", "--no-progress"],
