@@ -4,12 +4,18 @@
 Config (Chen et al., 2021): embed 128, 3 layers, 1 head, K=20, batch 64,
 dropout 0.1; Hopper-v5 observations (11) and actions (3).
 
-Prints:
+Prints, in one run (issue 12: each claim a ratio from one run):
 - training ms/step in fp32 and bf16 autocast, peak RSS while training, and a
   short fp32-vs-bf16 loss curve on a learnable synthetic task;
-- evaluation env-steps/s on Hopper-v5 with 1 and 16 envs, exact KV cache vs a
-  full recompute of the context every step, next to raw env-steps/s with
-  random actions.
+- model ms per vector step (policy act + record on random Hopper observations,
+  no env): exact KV cache vs a full recompute, at each env count, CPU time;
+- evaluation env-steps/s on Hopper-v5 per env backend (sync, async, envpool
+  when installed) at each env count: raw env with random actions, exact KV
+  cache, full recompute, and cached / raw of the same backend;
+- with --base DIR (a checkout of an older commit, e.g. `git worktree add
+  /tmp/base e8c9613`): the training step and the cached model step of that
+  code next to this tree's, run in alternating child processes (min of
+  --repeats), and their ratios.
 
 - pixels (issue 10): model time per env step at 36 tokens per step and K=20,
   exact KV cache (with the `keep` used) vs a full recompute of the context,
@@ -22,16 +28,21 @@ its full 1000 steps (an untrained model falls at once otherwise), which makes
 the cache's rebuild schedule count as it does for a good policy.
 
 Usage:
-    python scripts/bench.py                 # everything (about 8 minutes on 2 cores, 4 of them pixels)
-    python scripts/bench.py --only train    # or: eval, pixels
+    python scripts/bench.py --only train model eval --threads 1 --base /tmp/base
+    python scripts/bench.py --only eval --backends sync envpool --envs 1 16 64
+    python scripts/bench.py --only pixels   # about 4 minutes on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -41,7 +52,7 @@ from dtkit.data import SegmentSampler, Trajectories, spec_from_spaces
 from dtkit.encoders import EncoderConfig
 from dtkit.model import DecisionTransformer, ModelConfig
 from dtkit.policy import DTPolicy
-from dtkit.rollout import evaluate, make_vector_env
+from dtkit.rollout import evaluate
 
 ENV_ID = "Hopper-v5"
 ENV_KWARGS = {"terminate_when_unhealthy": False}
@@ -62,14 +73,16 @@ def hopper_like_trajectories(n_episodes: int = 20, length: int = 1000, seed: int
 
 
 def train_steps(spec, traj, amp: torch.dtype | None, steps: int, seed: int = 0,
-                device: torch.device = torch.device("cpu")) -> tuple[float, list[float]]:
+                device: torch.device = torch.device("cpu"), cpu_time: bool = False) -> tuple[float, list[float]]:
+    """Median ms per step (wall, or this process's CPU time with ``cpu_time``: steadier on a shared machine)."""
+    clock = time.process_time if cpu_time else time.perf_counter
     torch.manual_seed(seed)
     model = DecisionTransformer(spec, CFG).to(device)
     opt = model.configure_optimizer(1e-4, 1e-4)
     sampler = SegmentSampler(traj, spec, BATCH, seed=seed, device=device)
     losses, times = [], []
     for _ in range(steps):
-        t = time.perf_counter()
+        t = clock()
         batch = sampler.sample()
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             pred, _ = model(batch)
@@ -79,7 +92,7 @@ def train_steps(spec, traj, amp: torch.dtype | None, steps: int, seed: int = 0,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         opt.step()
         losses.append(float(loss.detach()))  # also syncs a GPU, so the time is the step's
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     warm = min(5, steps // 4)
     return 1000 * float(np.median(times[warm:])), losses
 
@@ -96,8 +109,10 @@ def bench_train(steps: int, device: torch.device) -> dict:
     return out
 
 
-def raw_env_steps(num_envs: int, steps: int) -> float:
-    envs = make_vector_env(ENV_ID, num_envs, ENV_KWARGS)
+def raw_env_steps(num_envs: int, steps: int, backend: str = "sync") -> float:
+    from dtkit.rollout.backends import make_vector_env as make_on
+
+    envs = make_on(ENV_ID, num_envs, ENV_KWARGS, backend=backend)
     envs.reset(seed=0)
     envs.action_space.seed(0)
     actions = [envs.action_space.sample() for _ in range(64)]
@@ -109,26 +124,99 @@ def raw_env_steps(num_envs: int, steps: int) -> float:
     return num_envs * steps / dt
 
 
-def policy_env_steps(model, num_envs: int, use_cache: bool, keep: int | None = None, episodes_per_env: int = 1) -> float:
+def policy_env_steps(model, num_envs: int, use_cache: bool, keep: int | None = None, episodes_per_env: int = 1,
+                     backend: str = "sync") -> float:
     policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache, keep=keep)  # on the model's device
-    report = evaluate(policy, ENV_ID, [3600.0], num_episodes=num_envs * episodes_per_env, progress=False, env_kwargs=ENV_KWARGS)
+    report = evaluate(policy, ENV_ID, [3600.0], num_episodes=num_envs * episodes_per_env, progress=False, env_kwargs=ENV_KWARGS,
+                      env_backend=backend)
     return report.env_steps_per_s
 
 
-def bench_eval(device: torch.device, env_counts: tuple[int, ...]) -> dict:
+def hopper_model(device: torch.device) -> DecisionTransformer:
     env = gym.make(ENV_ID)
     spec = spec_from_spaces(env.observation_space, env.action_space, context_len=K, return_scale=1000.0, max_timestep=1000)
     torch.manual_seed(0)
-    model = DecisionTransformer(spec, CFG).to(device).eval()
-    out = {}
-    for n in env_counts:
-        out[f"{n}_envs"] = {
-            "raw": raw_env_steps(n, 2000 if n == 1 else 300),
-            "cached": policy_env_steps(model, n, True),
-            "cached_keep5": policy_env_steps(model, n, True, keep=K // 4),
-            "recompute": policy_env_steps(model, n, False),
-        }
+    return DecisionTransformer(spec, CFG).to(device).eval()
+
+
+def available_backends(asked: list[str]) -> list[str]:
+    try:
+        import envpool  # noqa: F401
+    except ImportError:
+        if "envpool" in asked:
+            print("  (envpool is not installed: pip install envpool; its rows are skipped)")
+        return [b for b in asked if b != "envpool"]
+    return asked
+
+
+def bench_eval(device: torch.device, env_counts: tuple[int, ...], backends: list[str]) -> dict:
+    """Per backend and env count: raw env, cached and recompute env-steps/s, all in this one process."""
+    model = hopper_model(device)
+    out: dict = {}
+    for backend in backends:
+        for n in env_counts:
+            raw = raw_env_steps(n, 2000 if n == 1 else max(100, 4800 // n), backend)
+            cached = policy_env_steps(model, n, True, backend=backend)
+            out[f"{backend}/{n}_envs"] = {"raw": raw, "cached": cached, "recompute": policy_env_steps(model, n, False, backend=backend),
+                                          "cached_over_raw": cached / raw}
     return out
+
+
+def model_ms_per_step(model, num_envs: int, use_cache: bool, steps: int = 200, warmup: int = 40) -> float:
+    """CPU ms of one policy step (act + record, all envs batched) on random Hopper observations, no env.
+
+    ``steps`` is a multiple of the rebuild period (K - keep = 10), so rebuilds count in full.
+    """
+    rng = np.random.default_rng(0)
+    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache)
+    obs = [rng.normal(size=(num_envs, 11)) for _ in range(8)]
+    ones = np.ones(num_envs)
+    for t in range(warmup):
+        policy.act(obs[t % 8])
+        policy.record(ones)
+    start = time.process_time()
+    for t in range(steps):
+        policy.act(obs[t % 8])
+        policy.record(ones)
+    if policy.device.type == "cuda":
+        torch.cuda.synchronize()
+    return 1000 * (time.process_time() - start) / steps
+
+
+def bench_model(device: torch.device, env_counts: tuple[int, ...]) -> dict:
+    model = hopper_model(device)
+    return {f"{n}_envs": {"cached_ms": model_ms_per_step(model, n, True),
+                          "recompute_ms": model_ms_per_step(model, n, False, steps=60)} for n in env_counts}
+
+
+def worker(kind: str, threads: int) -> dict:
+    """One measurement in a child process, printed as JSON: runs against whatever dtkit PYTHONPATH selects."""
+    torch.set_num_threads(threads)
+    if kind == "model16":
+        model = hopper_model(torch.device("cpu"))
+        model_ms_per_step(model, 16, True, steps=100)  # warm the allocator
+        return {"cached_ms_16": model_ms_per_step(model, 16, True)}
+    amp = {"train_fp32": None, "train_bf16": torch.bfloat16}[kind]
+    traj = hopper_like_trajectories()
+    spec = spec_from_spaces(traj.observation_space, traj.action_space, context_len=K, return_scale=1000.0, max_timestep=1000)
+    ms, _ = train_steps(spec, traj, amp, 25, cpu_time=True)
+    return {kind: ms}
+
+
+def compare_to_base(base: str, kinds: list[str], repeats: int, threads: int) -> dict:
+    """Each measurement in fresh child processes, alternating base / this tree; the min of ``repeats`` each."""
+    here = str(Path(__file__).resolve().parents[1])
+    best: dict[str, dict[str, float]] = {"base": {}, "this": {}}
+    for _ in range(repeats):
+        for kind in kinds:
+            for name, root in (("base", base), ("this", here)):
+                env = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": str(threads)}
+                cmd = [sys.executable, __file__, "--worker", kind, "--threads", str(threads)]
+                res = json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+                for k, v in res.items():
+                    best[name][k] = min(v, best[name].get(k, float("inf")))
+    best["ratio"] = {k: best["this"][k] / best["base"][k] for k in best["base"]}
+    return best
 
 
 # 36 tokens per step: return + 16 + 16 patch tokens + 1 CNN token + 1 state token + action.
@@ -196,19 +284,32 @@ def print_pixels(results: dict, envs: list[int], keeps: list[int], threads: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["train", "eval", "pixels"], default=None)
+    parser.add_argument("--only", nargs="+", choices=["train", "model", "eval", "pixels"], default=None,
+                        help="sections to run (default: all)")
     parser.add_argument("--keeps", type=int, nargs="+", default=[K // 2, K // 4], help="cache `keep` values for the pixel bench")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores)")
     parser.add_argument("--train-steps", type=int, default=40)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--envs", type=int, nargs="+", default=[1, 16], help="environment counts to evaluate with")
+    parser.add_argument("--envs", type=int, nargs="+", default=[1, 16, 64], help="environment counts for the model and eval sections")
+    parser.add_argument("--pixel-envs", type=int, nargs="+", default=[1, 16], help="environment counts for the pixel section")
+    parser.add_argument("--backends", nargs="+", default=["sync", "async", "envpool"], help="env backends for the eval section")
+    parser.add_argument("--base", default=None, help="an older checkout to compare the train and cached model steps against")
+    parser.add_argument("--repeats", type=int, default=3, help="child-process runs per measurement with --base (min taken)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.threads)))
+        return
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    sections = args.only or ["train", "model", "eval", "pixels"]
     results = {"threads": args.threads, "torch": torch.__version__, "device": str(device),
-               "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-    if args.only in (None, "train"):
+               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_has_bf16()}
+    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU capability {results['cpu_capability']}, "
+          f"bf16 arithmetic (avx512_bf16/amx_bf16): {'yes' if results['cpu_bf16'] else 'no'}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if "train" in sections:
         results["train"] = bench_train(args.train_steps, device)
         tr = results["train"]
         print(f"training step (B={BATCH}, K={K}, d=128, 3 layers, 1 head), median of {args.train_steps} steps, {args.threads} threads:")
@@ -216,19 +317,46 @@ def main() -> None:
             r = tr[name]
             print(f"  {name}: {r['ms_per_step']:.1f} ms/step   loss {r['loss_first']:.4f} -> {r['loss_last10']:.4f}")
         print(f"  peak RSS of the process after the fp32 run: {tr['peak_rss_mb']:.0f} MB")
-    if args.only in (None, "eval"):
-        results["eval"] = bench_eval(device, tuple(args.envs))
-        print(f"evaluation on {ENV_ID} (1000-step episodes), env-steps/s:")
-        print(f"  envs |    raw | cached (keep {K // 2}) | cached (keep {K // 4}) | recompute")
+    if "model" in sections:
+        results["model"] = bench_model(device, tuple(args.envs))
+        print(f"model CPU ms per vector step on {ENV_ID} shapes (act + record, all envs batched, no env; keep {K // 2}):")
+        print("  envs | cached | recompute")
         for n in args.envs:
-            r = results["eval"][f"{n}_envs"]
-            print(f"  {n:4d} | {r['raw']:6.0f} | {r['cached']:15.0f} | {r['cached_keep5']:14.0f} | {r['recompute']:9.0f}")
-    if args.only in (None, "pixels"):
-        results["pixels"] = {f"{n}_envs": bench_pixels(device, n, tuple(args.keeps)) for n in args.envs}
-        print_pixels(results["pixels"], args.envs, args.keeps, args.threads)
+            r = results["model"][f"{n}_envs"]
+            print(f"  {n:4d} | {r['cached_ms']:6.2f} | {r['recompute_ms']:9.2f}")
+    if "eval" in sections:
+        backends = available_backends(args.backends)
+        results["eval"] = bench_eval(device, tuple(args.envs), backends)
+        print(f"evaluation on {ENV_ID} (1000-step episodes, one per env), env-steps/s, keep {K // 2}:")
+        print("  backend | envs |    raw | cached | recompute | cached / raw")
+        for backend in backends:
+            for n in args.envs:
+                r = results["eval"][f"{backend}/{n}_envs"]
+                print(f"  {backend:7s} | {n:4d} | {r['raw']:6.0f} | {r['cached']:6.0f} | {r['recompute']:9.0f} | {100 * r['cached_over_raw']:5.0f}%")
+    if args.base and ("train" in sections or "model" in sections):
+        kinds = (["train_fp32"] + (["train_bf16"] if results["cpu_bf16"] else []) if "train" in sections else []) + \
+                (["model16"] if "model" in sections else [])
+        results["base"] = cmp = compare_to_base(args.base, kinds, args.repeats, args.threads)
+        print(f"against {args.base} (fresh child processes, alternating, min of {args.repeats}; CPU ms):")
+        for k in cmp["base"]:
+            print(f"  {k}: base {cmp['base'][k]:.2f}, this tree {cmp['this'][k]:.2f}  ->  {cmp['ratio'][k]:.2f}x")
+        if "train_bf16" in cmp["this"]:
+            print(f"  train_bf16 here / train_fp32 of base: {cmp['this']['train_bf16'] / cmp['base']['train_fp32']:.2f}x")
+    if "pixels" in sections:
+        results["pixels"] = {f"{n}_envs": bench_pixels(device, n, tuple(args.keeps)) for n in args.pixel_envs}
+        print_pixels(results["pixels"], args.pixel_envs, args.keeps, args.threads)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (Linux flags); without it bf16 autocast is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 if __name__ == "__main__":
