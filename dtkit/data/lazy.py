@@ -125,17 +125,18 @@ def open_obs_cache(ds: Any, keys: list[str], episode_starts: np.ndarray, episode
     Under ``torch.distributed`` rank 0 builds while the others wait, then all read the same files.
     """
     final = Path(ds.storage.data_path).parent / _CACHE
-    if not (final / "index.json").is_file():
+    rank, world = _dist()
+    if rank == 0 and not (final / "index.json").is_file():
         if not os.access(final.parent, os.W_OK):
             raise DtkitError(f"dataset folder {final.parent} is not writable, so its observation cache cannot be "
                              "written; copy the dataset somewhere writable (MINARI_DATASETS_PATH)")
-        rank, world = _dist()
-        if rank == 0:
-            _build_atomic(ds, final, keys)
-        if world > 1:
-            import torch.distributed as dist
+        _build_atomic(ds, final, keys)
+    if world > 1:
+        # Every rank waits, whether or not the cache existed when it looked: a rank that
+        # skipped the barrier because rank 0 had just finished would leave rank 0 waiting.
+        import torch.distributed as dist
 
-            dist.barrier()
+        dist.barrier()
     info = json.loads((final / "index.json").read_text())
     total = int(episode_lengths.sum())
     if info.get("format") != _FORMAT or info["rows"] != total or set(keys) - set(info["keys"]):
