@@ -159,12 +159,15 @@ def run_demo(cfg: DemoConfig) -> dict:
     from dtkit.collect import build_recipe
     from dtkit.data import load_trajectories
 
+    from dtkit.trainer.loop import check_config
+
     start = time.perf_counter()
+    run_dir = cfg.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    tcfg = replace(cfg.train, steps=cfg.steps, run_dir=run_dir, target_returns=(cfg.target_return,), eval_episodes=cfg.episodes)
+    check_config(tcfg.resolved())  # a bad setting fails now, not after minutes of building the dataset
     dataset_id = build_recipe("cartpole", progress=cfg.progress)
     traj = load_trajectories(dataset_id)
-    run_dir = cfg.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    tcfg = replace(cfg.train, dataset=dataset_id, steps=cfg.steps, run_dir=run_dir,
-                   target_returns=(cfg.target_return,), eval_episodes=cfg.episodes)
+    tcfg = replace(tcfg, dataset=dataset_id)
     result = train(tcfg, progress=cfg.progress)
     report = result.report
     full = int((traj.episode_lengths >= 500).sum())

@@ -300,6 +300,8 @@ CASES: dict[str, Case] = {
     "eval-keep-too-large": Case(evaluate("--keep", "99"), ["keep=99"]),
     "eval-out-under-a-file": Case(evaluate("--out", "{tmp}/afile/eval.json"), ["afile", "is a file"], prepare=_a_file),
     "eval-out-is-a-folder": Case(evaluate("--out", "{tmp}"), ["it is a folder"]),
+    "demo-steps-zero": Case(["demo", "--steps", "0", "--no-progress"], ["--steps=0"]),
+    "demo-bad-model": Case(["demo", "--train.model.n-head", "3", "--no-progress"], ["--model.n-head=3"]),
     # collection
     "collect-unknown-env": Case(["collect", "--env-id", "Nothing-v0", "--algo", "ppo", "--no-progress"], ["'Nothing-v0'"]),
     "collect-bad-tier": Case(["collect", "--env-id", "CartPole-v1", "--algo", "ppo", "--tiers", "random:0", "--no-progress"],
@@ -341,7 +343,7 @@ def test_bad_input(name, shared, tmp_path, monkeypatch, capsys):
 
 
 def test_the_table_is_large_and_spread():
-    groups = {"train": 0, "eval": 0, "collect": 0, "datasets": 0}
+    groups = {"train": 0, "eval": 0, "collect": 0, "datasets": 0, "demo": 0}
     for c in CASES.values():
         groups[c.args[0]] += 1
     assert len(CASES) >= 40 and all(groups.values()), groups
