@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import dtkit
 from dtkit.collect.card import card_files, make_card
-from dtkit.collect.episodes import REF_STREAM, evaluate, random_actor, sb3_actor
-from dtkit.collect.recipe import Recipe
+from dtkit.collect.episodes import REF_STREAM, Episode, evaluate, random_actor, sb3_actor
+from dtkit.collect.recipe import Recipe, TierSpec
 from dtkit.collect.replay import replay_episodes
 from dtkit.collect.tiers import expert_checkpoint, rollout_tiers, select_checkpoints
 from dtkit.collect.train import PolicyIndex, load_checkpoint, prune_checkpoints, read_index, train_behaviour
-from dtkit.collect.writer import dataset_build_info, write_dataset
+from dtkit.collect.writer import DatasetStream, dataset_build_info
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
@@ -85,49 +86,75 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path, *, force: bool = Fals
     kinds = {t.name: t.policy for t in recipe.tiers}
     replays = {name: replay_episodes(policy_dir, chosen[name].steps)
                for name in needed if kinds[name] == "medium-replay"}
-    rollouts = rollout_tiers(
-        recipe.env_id, recipe.tiers,
-        {name: model(c.file) for name, c in chosen.items() if name in needed and kinds[name] != "medium-replay"},
-        seed=recipe.seed, sources={name: c.file for name, c in chosen.items()}, progress=progress,
-        only=needed, replays=replays,
-    )
-    by_name = {r.tier.name: r for r in rollouts}
-    for spec, fingerprint in todo:
-        parts = [by_name[name] for name in spec.tiers]
-        build_info = {
-            "recipe": recipe.name,
-            "fingerprint": fingerprint,
-            "dtkit_version": dtkit.__version__,
-            "seed": recipe.seed,
-            "algo": recipe.train.algo,
-            "trained_steps": index.trained_steps,
-            "ref_episodes": recipe.ref_episodes,
-            "checkpoints": {
-                name: {"file": c.file, "steps": c.steps, "eval_return_det": c.return_det,
-                       "eval_return_stoch": c.return_stoch}
-                for name, c in chosen.items() if name in spec.tiers
-            },
-            "tiers": [r.summary() for r in parts],
-        }
-        algorithm_name = f"SB3-{recipe.train.algo.upper()} tiers: " + ", ".join(
-            f"{r.tier.name}={r.source}" for r in parts)
-
-        def card(folder: Path, spec_id: str = spec.id, parts: list = parts, build_info: dict = build_info) -> dict:
-            return card_files(make_card(spec_id, parts, folder=folder, env_id=recipe.env_id, ref_min_score=ref_min,
-                                        ref_max_score=ref_max, build_info=build_info))
-
-        write_dataset(
-            spec.id, parts, env_id=recipe.env_id, ref_min_score=ref_min, ref_max_score=ref_max,
-            ref_episodes=recipe.ref_episodes, algorithm_name=algorithm_name,
-            description=spec.description or recipe.description or f"dtkit recipe {recipe.name!r} on {recipe.env_id}",
-            code_permalink=recipe.code_permalink or f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
-            build_info=build_info, force=force, extra_files=card, jpeg=recipe.jpeg,
-        )
+    sources = {name: c.file for name, c in chosen.items()}
+    source_of = {t.name: "uniform" if t.policy == "random" else
+                 f"replay<={sources[t.name]}" if t.policy == "medium-replay" else sources[t.name]
+                 for t in recipe.tiers if t.name in needed}
+    policies = {name: model(c.file) for name, c in chosen.items() if name in needed and kinds[name] != "medium-replay"}
+    recipe_order = [t.name for t in recipe.tiers]
+    # Datasets whose tiers come in the recipe's order share one streamed pass over the tiers (a tier in
+    # several datasets is rolled out once); any other order gets its own pass (same seeds, same episodes).
+    in_order = [(s_, f) for s_, f in todo if [n for n in recipe_order if n in s_.tiers] == list(s_.tiers)]
+    passes = ([in_order] if in_order else []) + [[(s_, f)] for s_, f in todo if (s_, f) not in in_order]
+    for group in passes:
+        _stream_pass(recipe, group, index, chosen, policies, replays, sources, source_of, ref_min, ref_max,
+                     force=force, progress=progress)
     if recipe.train.prune:
         replay_steps = [chosen[t.name].steps for t in recipe.tiers if t.policy == "medium-replay"]
         prune_checkpoints(policy_dir, {c.file for c in chosen.values()} | {expert.file},
                           replay_upto=max(replay_steps) if replay_steps else None)
     return ids
+
+
+def _stream_pass(recipe: Recipe, group: list, index: PolicyIndex, chosen: dict, policies: dict, replays: dict,
+                 sources: dict, source_of: dict, ref_min: float, ref_max: float, *, force: bool, progress: bool) -> None:
+    """Roll out the tiers of the datasets in ``group`` once, streaming each episode into every dataset that holds
+    its tier; each dataset is published (with its card) when its last tier is done."""
+    assert recipe.train is not None
+    only = {name for spec, _ in group for name in spec.tiers}
+    with ExitStack() as stack:
+        streams = {}
+        for spec, _ in group:
+            algorithm_name = f"SB3-{recipe.train.algo.upper()} tiers: " + ", ".join(
+                f"{name}={source_of[name]}" for name in spec.tiers)
+            streams[spec.id] = stack.enter_context(DatasetStream(
+                spec.id, env_id=recipe.env_id, algorithm_name=algorithm_name, force=force, jpeg=recipe.jpeg,
+                description=spec.description or recipe.description or f"dtkit recipe {recipe.name!r} on {recipe.env_id}",
+                code_permalink=recipe.code_permalink or f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
+            ))
+
+        def sink(tier: TierSpec, ep: Episode) -> None:
+            for spec, _ in group:
+                if tier.name in spec.tiers:
+                    streams[spec.id].add(ep, tier.name)
+
+        rollouts = rollout_tiers(recipe.env_id, recipe.tiers, policies, seed=recipe.seed, sources=sources,
+                                 progress=progress, only=only, replays=replays, sink=sink)
+        by_name = {r.tier.name: r for r in rollouts}
+        for spec, fingerprint in group:
+            parts = [by_name[name] for name in spec.tiers]
+            build_info = {
+                "recipe": recipe.name,
+                "fingerprint": fingerprint,
+                "dtkit_version": dtkit.__version__,
+                "seed": recipe.seed,
+                "algo": recipe.train.algo,
+                "trained_steps": index.trained_steps,
+                "ref_episodes": recipe.ref_episodes,
+                "checkpoints": {
+                    name: {"file": c.file, "steps": c.steps, "eval_return_det": c.return_det,
+                           "eval_return_stoch": c.return_stoch}
+                    for name, c in chosen.items() if name in spec.tiers
+                },
+                "tiers": [r.summary() for r in parts],
+            }
+
+            def card(folder: Path, spec_id: str = spec.id, parts: list = parts, build_info: dict = build_info) -> dict:
+                return card_files(make_card(spec_id, parts, folder=folder, env_id=recipe.env_id, ref_min_score=ref_min,
+                                            ref_max_score=ref_max, build_info=build_info))
+
+            streams[spec.id].finish(ref_min_score=ref_min, ref_max_score=ref_max, ref_episodes=recipe.ref_episodes,
+                                    build_info=build_info, extra_files=card)
 
 
 def _train(recipe: Recipe, policy_dir: Path, progress: bool) -> PolicyIndex:

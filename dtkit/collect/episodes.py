@@ -75,12 +75,18 @@ def run_episodes(
     transitions: int | None = None,
     n_parallel: int = 16,
     on_episode: Callable[[Episode], None] | None = None,
+    keep: bool = True,
 ) -> list[Episode]:
     """Run episodes ``0, 1, ...`` (reset seed ``seed_for(i)``) and return them in index order.
 
     With ``transitions``, returns the shortest prefix of episodes holding at least
     that many steps; episodes past it are dropped, so the result does not depend
     on how many envs were in flight.
+
+    ``on_episode`` receives the same episodes, in the same order, as soon as all
+    earlier ones have finished. With ``keep=False`` they are not kept (the result
+    is empty): a caller that streams them to disk then holds only the episodes
+    that finished ahead of an earlier, still running one.
 
     Example:
         >>> eps = run_episodes("CartPole-v1", random_actor(gym.make("CartPole-v1").action_space, 0),
@@ -90,7 +96,9 @@ def run_episodes(
         raise ValueError("pass exactly one of episodes or transitions")
     limit = episodes if episodes is not None else None
     envs = [make_env(env_id) for _ in range(n_parallel if limit is None else min(n_parallel, limit))]
-    done: dict[int, Episode] = {}
+    done: dict[int, Episode] = {}  # finished, not yet handed out (an earlier episode still runs)
+    out: list[Episode] = []
+    handed, held_steps = 0, 0
     running: list[dict[str, Any] | None] = [None] * len(envs)
     next_index = 0
 
@@ -104,15 +112,20 @@ def run_episodes(
         running[slot] = {"i": next_index, "seed": seed, "obs": [obs], "act": [], "rew": [], "term": [], "trunc": []}
         next_index += 1
 
-    def prefix_len() -> int | None:
-        # Smallest k with episodes 0..k-1 all finished and holding >= `transitions` steps.
-        total, k = 0, 0
-        while k in done:
-            total += len(done[k])
-            k += 1
-            if total >= transitions:
-                return k
-        return None
+    def hand_out() -> bool:
+        """Hand out finished episodes in index order; True once ``transitions`` steps are held."""
+        nonlocal handed, held_steps
+        while handed in done:
+            ep = done.pop(handed)
+            handed += 1
+            held_steps += len(ep)
+            if keep:
+                out.append(ep)
+            if on_episode is not None:
+                on_episode(ep)
+            if transitions is not None and held_steps >= transitions:
+                return True
+        return False
 
     try:
         for slot in range(len(envs)):
@@ -138,12 +151,10 @@ def run_episodes(
                         truncations=np.asarray(r["trunc"], dtype=bool),
                     )
                     done[r["i"]] = ep
-                    if on_episode is not None:
-                        on_episode(ep)
                     start(slot)
-            if transitions is not None and (k := prefix_len()) is not None:
-                return [done[i] for i in range(k)]
-        return [done[i] for i in range(len(done))]
+            if hand_out():
+                return out
+        return out
     finally:
         for env in envs:
             env.close()

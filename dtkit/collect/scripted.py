@@ -36,22 +36,12 @@ from dtkit.collect.card import card_files, make_card
 from dtkit.collect.episodes import REF_STREAM, TIER_RNG_STREAM, TIER_STREAM, Episode, episode_seed
 from dtkit.collect.record import RecordEpisodes
 from dtkit.collect.recipe import Recipe, TierSpec
-from dtkit.collect.tiers import TierRollout
+from dtkit.collect.tiers import EpisodeSummary, TierRollout
 from dtkit.collect.writer import DatasetStream, dataset_build_info
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
-__all__ = ["EpisodeSummary", "build_scripted", "load_expert", "run_scripted_episode"]
-
-
-class EpisodeSummary:
-    """What the data card needs of an episode once its arrays are on disk: its return and length."""
-
-    def __init__(self, episode: Episode) -> None:
-        self.ret, self._len = episode.ret, len(episode)
-
-    def __len__(self) -> int:
-        return self._len
+__all__ = ["build_scripted", "load_expert", "run_scripted_episode"]
 
 
 def load_expert(path: str) -> type:
@@ -177,7 +167,7 @@ def build_scripted(recipe: Recipe, *, force: bool = False, progress: bool = Fals
                 eps = _tier_episodes(recipe.env_id, expert_cls, tier, position[name], recipe.seed,
                                      lambda ep, name=name: out.add(ep, name), progress)
                 parts.append(TierRollout(tier, "uniform" if tier.policy == "random" else f"expert eps={tier.epsilon:g}",
-                                         eps))  # type: ignore[arg-type]  # summaries stand in for episodes
+                                         eps))
             build_info = {
                 "recipe": recipe.name, "fingerprint": fingerprint, "dtkit_version": dtkit.__version__,
                 "seed": recipe.seed, "algo": "scripted", "expert": recipe.expert, "trained_steps": None,

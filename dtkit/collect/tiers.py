@@ -9,7 +9,7 @@ so it also means something for negative returns (Pendulum), or as a raw return.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,15 +28,25 @@ from dtkit.collect.train import Checkpoint, PolicyIndex
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
-__all__ = ["TierRollout", "expert_checkpoint", "rollout_tiers", "select_checkpoints"]
+__all__ = ["EpisodeSummary", "TierRollout", "expert_checkpoint", "rollout_tiers", "select_checkpoints"]
+
+class EpisodeSummary:
+    """What a data card needs of an episode whose arrays went to disk: its return and length."""
+
+    def __init__(self, episode: Episode) -> None:
+        self.ret, self._len = episode.ret, len(episode)
+
+    def __len__(self) -> int:
+        return self._len
+
 
 @dataclass
 class TierRollout:
-    """The episodes of one tier and where they came from."""
+    """The episodes of one tier (or their summaries, when streamed) and where they came from."""
 
     tier: TierSpec
     source: str  # "uniform" or the checkpoint file
-    episodes: list[Episode]
+    episodes: list[Any]  # Episode, or EpisodeSummary when streamed
 
     @property
     def steps(self) -> int:
@@ -95,6 +105,7 @@ def rollout_tiers(
     progress: bool = False,
     only: Collection[str] | None = None,
     replays: Mapping[str, list[Episode]] | None = None,
+    sink: Callable[[TierSpec, Episode], None] | None = None,
 ) -> list[TierRollout]:
     """Roll out every tier (or those named in ``only``); ``policies`` maps
     medium and expert tier names to SB3 models, ``replays`` maps medium-replay
@@ -105,6 +116,10 @@ def rollout_tiers(
     is a pure function of ``seed`` and the policies. ``i`` is the tier's position
     in ``tiers`` whether or not ``only`` skips others, so a tier's episodes are
     the same in every dataset that holds it.
+
+    With ``sink``, each episode goes to ``sink(tier, episode)`` in order as
+    soon as it can (streaming it to disk) and the rollouts hold only
+    :class:`EpisodeSummary` objects, so no tier is held in memory.
 
     Example:
         >>> tiers = [TierSpec("random", "random", episodes=5)]
@@ -121,7 +136,12 @@ def rollout_tiers(
             if replays is None or t.name not in replays:
                 raise DtkitError(f"tier {t.name!r} needs its replay episodes; pass replays[{t.name!r}]")
             source = (sources or {}).get(t.name, "replay buffer")
-            out.append(TierRollout(t, f"replay<={source}", list(replays[t.name])))
+            if sink is None:
+                out.append(TierRollout(t, f"replay<={source}", list(replays[t.name])))
+            else:
+                for ep in replays[t.name]:
+                    sink(t, ep)
+                out.append(TierRollout(t, f"replay<={source}", [EpisodeSummary(ep) for ep in replays[t.name]]))
             continue
         rng_seed = episode_seed(seed, TIER_RNG_STREAM, i)
         if t.policy == "random":
@@ -134,13 +154,19 @@ def rollout_tiers(
         total = t.episodes if t.episodes is not None else t.transitions
         unit = "ep" if t.episodes is not None else "step"
         with tqdm(total=total, desc=f"tier {t.name}", unit=unit, disable=not progress, dynamic_ncols=True) as bar:
-            def tick(ep: Episode, bar: Any = bar) -> None:
+            summaries: list[EpisodeSummary] = []
+
+            def tick(ep: Episode, bar: Any = bar, t: TierSpec = t, summaries: list = summaries) -> None:
                 bar.update(1 if unit == "ep" else min(len(ep), bar.total - bar.n))
+                if sink is not None:
+                    summaries.append(EpisodeSummary(ep))
+                    sink(t, ep)
 
             with seeded_rng(rng_seed):
                 eps = run_episodes(
                     env_id, actor, lambda j, i=i: episode_seed(seed, TIER_STREAM, j, i),
                     episodes=t.episodes, transitions=t.transitions, n_parallel=n_parallel, on_episode=tick,
+                    keep=sink is None,
                 )
-        out.append(TierRollout(t, source, eps))
+        out.append(TierRollout(t, source, eps if sink is None else summaries))
     return out

@@ -127,3 +127,19 @@ def test_run_collect_from_toml_path(tiny, tmp_path):
     cfg = CollectConfig(recipe=str(toml), policy_dir=tmp_path / "p", progress=False)
     assert run_collect(cfg) == "me/cartpole/toml-v0"
     assert minari.load_dataset("me/cartpole/toml-v0").total_episodes == 3
+
+
+def test_sb3_tiers_are_streamed_episode_by_episode(tiny, cartpole_policies, monkeypatch):
+    """Each finished episode goes to disk once earlier ones have; the build never holds a tier."""
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    from dtkit.collect.writer import DatasetStream
+
+    writes: list[int] = []
+    real = HDF5Storage.update_episodes
+    monkeypatch.setattr(DatasetStream, "FLUSH_STEPS", 1)
+    monkeypatch.setattr(HDF5Storage, "update_episodes", lambda self, eps: (writes.append(len(eps)), real(self, eps))[1])
+    r = tiny.recipe(tiny.CARTPOLE)
+    build_dataset(r, cartpole_policies)
+    n = minari.load_dataset(r.dataset_id).total_episodes
+    assert writes.count(1) == n and sum(writes) == n  # one write per episode (plus the empty create)
