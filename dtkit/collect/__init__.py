@@ -1,10 +1,12 @@
-"""dtkit.collect: behaviour data from Stable-Baselines3 agents into local Minari datasets.
+"""dtkit.collect: behaviour data from Stable-Baselines3 agents or scripted experts into local Minari datasets.
 
 Recipes (``datasets/*.toml``) say what to train and which quality tiers to roll
 out; this package trains the agent with evaluated checkpoints, picks a
 checkpoint per tier (random / medium / medium-replay / expert, as in D4RL),
-rolls the tiers out and writes each of the recipe's Minari datasets atomically,
-with a data card. ``dtkit.collect.catalog`` is the ``dtkit datasets`` command.
+rolls the tiers out and streams each of the recipe's Minari datasets to disk,
+published atomically with a data card. A recipe may instead name a scripted
+expert (``dtkit.collect.scripted``). ``dtkit.collect.catalog`` is the
+``dtkit datasets`` command.
 
 Example:
     >>> from dtkit.collect import build_recipe
