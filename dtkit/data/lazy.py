@@ -110,6 +110,7 @@ def _build_atomic(ds: Any, final: Path, keys: list[str]) -> None:
                 break
             except _NotStacked as e:  # stacks that are not sliding windows: keep them whole (rare; still lazy)
                 unstacked.add(e.key)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is as readable as the dataset beside it
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished the same cache first: keep theirs
