@@ -10,7 +10,11 @@ so the episode accounting (equal quotas per env, returns, lengths) is one loop f
 - ``envpool``: envpool's C++ thread pool (an optional extra: ``pip install envpool``). Only ids
   that envpool itself implements (MuJoCo, Atari, classic control); its MuJoCo build may differ
   from gymnasium's (see the README's equivalence figures), so gymnasium stays the scorer of
-  record for normalised scores. It is stepped in lockstep here (``batch_size == num_envs``).
+  record for normalised scores.
+
+On ``async`` and ``envpool`` the envs step outside this thread, so :func:`dtkit.rollout.evaluate`
+splits them into two halves that take turns: the model picks one half's actions while the other
+half's physics runs (:mod:`dtkit.rollout.runner`).
 """
 
 from __future__ import annotations
@@ -107,6 +111,7 @@ class EnvpoolVectorEnv(gym.vector.VectorEnv):
         self.metadata = {"autoreset_mode": enum.NEXT_STEP} if enum is not None else {}
         self.spec = None
         self._seed = seed
+        self._ids = np.arange(num_envs, dtype=np.int32)
 
     def _build(self, seed: int) -> Any:
         with warnings.catch_warnings():  # envpool builds float64-bounded Boxes, which gymnasium warns about each time
@@ -126,7 +131,21 @@ class EnvpoolVectorEnv(gym.vector.VectorEnv):
         return obs, info
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        return self._pool.step(np.asarray(actions))
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: Any) -> None:
+        """Start every env stepping in envpool's threads and return at once (see :func:`dtkit.rollout.runner.run_target`)."""
+        self._pool.send(np.asarray(actions), self._ids)
+
+    def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self._pool.recv()
+        ids = np.asarray(info["env_id"])
+        if (ids[1:] < ids[:-1]).any():  # a batch comes back in finishing order: put it back in env order
+            order = np.argsort(ids)
+            obs, reward, terminated, truncated = obs[order], reward[order], terminated[order], truncated[order]
+            info = {k: (v[order] if isinstance(v, np.ndarray) and len(v) == len(order) else v) for k, v in info.items()}
+        return obs, reward, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:
         self._pool.close()

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from dtkit.errors import DtkitError
 from dtkit.policy import DTPolicy
 from dtkit.rollout.backends import make_vector_env
+from dtkit.rollout.runner import run_target
 
 __all__ = ["EvalReport", "TargetResult", "evaluate", "make_vector_env", "normalized_score"]
 
@@ -118,82 +119,6 @@ def _finite_or_none(x: Any) -> Any:
     return x
 
 
-def _next_step_autoreset(envs: gym.vector.VectorEnv) -> bool:
-    """True when ``envs`` resets a finished env on the following step (gymnasium 1.0, or NEXT_STEP on 1.1+)."""
-    mode = envs.metadata.get("autoreset_mode")
-    enum = getattr(gym.vector, "AutoresetMode", None)
-    if mode is None or enum is None:
-        return True  # gymnasium 1.0 records no mode: it only has next-step resets
-    mode = mode.value if hasattr(mode, "value") else str(mode)
-    if mode == enum.SAME_STEP.value:
-        return False
-    if mode == enum.NEXT_STEP.value:
-        return True
-    raise DtkitError(f"the vector env resets with autoreset_mode={mode!r}; dtkit evaluates with NEXT_STEP or SAME_STEP "
-                     "(gymnasium's default), so build the vector env with one of those")
-
-
-def _run_target(policy: DTPolicy, envs: gym.vector.VectorEnv, target: float, num_episodes: int, seed: int,
-                bar: tqdm | None) -> tuple[list[float], list[int], int, float | None]:
-    """Episode returns and lengths, env steps, and the fraction of Box action components at a bound."""
-    n = envs.num_envs
-    bounds = _bounds(envs.single_action_space)
-    at_bounds, counted = 0, 0
-    # Equal quotas per env: taking whichever episodes finish first would favour short ones.
-    quota = np.full(n, num_episodes // n) + (np.arange(n) < num_episodes % n)
-    got = np.zeros(n, dtype=int)
-    returns: list[float] = []
-    lengths: list[int] = []
-    ep_ret, ep_len = np.zeros(n), np.zeros(n, dtype=int)
-    policy.set_target_return(target)
-    policy.reset()
-    obs, _ = envs.reset(seed=seed)
-    steps = 0
-    next_step = _next_step_autoreset(envs)
-    resetting = np.zeros(n, dtype=bool)  # NEXT_STEP mode: these envs spend this step resetting
-    while (got < quota).any():
-        action = policy.act(obs)
-        if bounds is not None:  # only actions that reach a counted episode's env
-            used = ~resetting & (got < quota)
-            at_bounds += int(_at_bounds(np.asarray(action)[used], *bounds).sum())
-            counted += int(used.sum()) * bounds[0].size
-        obs, reward, terminated, truncated, _ = envs.step(action)
-        reward = np.asarray(reward, dtype=np.float64)
-        policy.record(reward)
-        live = ~resetting
-        ep_ret += np.where(live, reward, 0.0)
-        ep_len += live
-        steps += int(live.sum())
-        if resetting.any():  # the obs just returned starts a new episode; the action taken was ignored
-            policy.reset(resetting)
-            ep_ret[resetting], ep_len[resetting] = 0.0, 0
-        done = np.logical_or(terminated, truncated) & live
-        if done.any():
-            for i in np.flatnonzero(done & (got < quota)):
-                returns.append(float(ep_ret[i]))
-                lengths.append(int(ep_len[i]))
-                got[i] += 1
-                if bar is not None:
-                    bar.update(1)
-            ep_ret[done], ep_len[done] = 0.0, 0
-            if not next_step:
-                policy.reset(done)
-        resetting = done if next_step else resetting
-    return returns, lengths, steps, (at_bounds / counted if counted else None)
-
-
-def _bounds(space: gym.Space) -> tuple[np.ndarray, np.ndarray] | None:
-    if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
-        return None
-    return space.low.astype(np.float64), space.high.astype(np.float64)
-
-
-def _at_bounds(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Which components sit within 0.1% of the range from a bound (a tanh head saturates there)."""
-    tol = 1e-3 * (high - low)
-    return (action <= low + tol) | (action >= high - tol)
-
-
 def _rises(results: list[TargetResult]) -> bool | None:
     by_target = sorted((r.target_return, r.mean_return) for r in results)
     if len({t for t, _ in by_target}) < 2:
@@ -228,20 +153,22 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
     from dtkit.data.spaces import check_env_spaces
 
     if isinstance(env_id, gym.vector.VectorEnv):
-        envs, name = env_id, _env_name(env_id)
+        groups, name = [(env_id, policy)], _env_name(env_id)
     elif isinstance(env_id, str) or callable(env_id):
-        envs = make_vector_env(env_id, policy.num_envs, env_kwargs, recorded_spec, env_backend)
-        name = env_id if isinstance(env_id, str) else _env_name(envs)
+        groups = _env_groups(env_id, policy, env_kwargs, recorded_spec, env_backend)
+        name = env_id if isinstance(env_id, str) else _env_name(groups[0][0])
     else:
         raise DtkitError(f"evaluate needs an env id, a gymnasium VectorEnv or an env factory, got {type(env_id).__name__}")
     try:
-        if envs.num_envs != policy.num_envs:
-            raise DtkitError(f"the vector env has {envs.num_envs} envs but the policy drives num_envs={policy.num_envs}; "
+        num_envs = sum(envs.num_envs for envs, _ in groups)
+        if num_envs != policy.num_envs:
+            raise DtkitError(f"the vector env has {num_envs} envs but the policy drives num_envs={policy.num_envs}; "
                              "make them equal")
-        check_env_spaces(policy.spec, envs.single_observation_space, envs.single_action_space, name, "the policy",
-                         metadata=envs.metadata)
+        for envs, _ in groups:
+            check_env_spaces(policy.spec, envs.single_observation_space, envs.single_action_space, name, "the policy",
+                             metadata=envs.metadata)
     except BaseException:
-        envs.close()
+        _close(groups)
         raise
     results: list[TargetResult] = []
     total_steps, start = 0, time.perf_counter()
@@ -249,8 +176,10 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
     try:
         with tqdm(total=num_episodes * len(target_returns), desc="eval episodes", disable=not progress, leave=False) as bar:
             for target in target_returns:
-                rets, lens, steps, at_bounds = _run_target(policy, envs, float(target), num_episodes, seed, bar)
-                total_steps += steps
+                run = run_target(groups, float(target), num_episodes, seed, bar)
+                rets, lens = run.returns, run.lengths
+                at_bounds = run.at_bounds / run.counted if run.counted else None
+                total_steps += run.steps
                 mean = float(np.mean(rets))
                 norm, reason = normalized_score(mean, ref_min_score, ref_max_score)
                 reasons.append(reason)
@@ -258,7 +187,7 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
                                             mean_length=float(np.mean(lens)), return_minus_target=mean - float(target),
                                             action_at_bounds_fraction=at_bounds))
     finally:
-        envs.close()
+        _close(groups)
     wall = time.perf_counter() - start
     first = results[0]
     bad = [r.target_return for r in results if not all(math.isfinite(x) for x in r.episode_returns)]
@@ -270,6 +199,30 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
         seed=seed, returns_rise_with_target=_rises(results), env_backend=env_backend, non_finite_reason=(f"the environment returned non-finite rewards (targets {bad}); those returns are null"
                                       if bad else None),
     )
+
+
+def _env_groups(env: str | Callable[[], gym.Env], policy: DTPolicy, env_kwargs: dict[str, Any] | None,
+                recorded_spec: str | None, backend: str) -> list[tuple[gym.vector.VectorEnv, DTPolicy]]:
+    """One vector env driven by ``policy``; or, on a backend whose envs step outside this thread (async, envpool),
+    two halves with a policy each, which take turns so the model runs while the other half steps (see runner)."""
+    n = policy.num_envs
+    if backend == "sync" or n < 2:
+        return [(make_vector_env(env, n, env_kwargs, recorded_spec, backend), policy)]
+    groups: list[tuple[gym.vector.VectorEnv, DTPolicy]] = []
+    try:
+        for k in (n // 2, n - n // 2):
+            half = DTPolicy(policy.model, k, policy.target_return, use_cache=policy.use_cache, keep=policy.keep,
+                            deterministic=policy.deterministic, device=policy.device)
+            groups.append((make_vector_env(env, k, env_kwargs, recorded_spec, backend), half))
+    except BaseException:
+        _close(groups)
+        raise
+    return groups
+
+
+def _close(groups: list[tuple[gym.vector.VectorEnv, DTPolicy]]) -> None:
+    for envs, _ in groups:
+        envs.close()
 
 
 def _env_name(envs: gym.vector.VectorEnv) -> str:
