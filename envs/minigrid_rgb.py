@@ -21,7 +21,6 @@ from collections import deque
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 __all__ = ["DoorKeyExpert", "make_doorkey_rgb"]
 

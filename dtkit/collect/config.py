@@ -52,7 +52,7 @@ def _parse_tier(text: str) -> TierSpec:
     try:
         head, count = text.rsplit(":", 1)
         policy, _, arg = head.partition("@")
-        n = int(count[:-1] if count.endswith("t") else count)
+        n = int(count.removesuffix("t"))
         if policy not in ("random", "medium", "expert") or n <= 0:
             raise ValueError
         kw: dict = {"transitions": n} if count.endswith("t") else {"episodes": n}

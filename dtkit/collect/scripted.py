@@ -26,7 +26,6 @@ import copy
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -34,8 +33,8 @@ import numpy as np
 import dtkit
 from dtkit.collect.card import card_files, make_card
 from dtkit.collect.episodes import REF_STREAM, TIER_RNG_STREAM, TIER_STREAM, Episode, episode_seed
-from dtkit.collect.record import RecordEpisodes
 from dtkit.collect.recipe import Recipe, TierSpec
+from dtkit.collect.record import RecordEpisodes
 from dtkit.collect.tiers import EpisodeSummary, TierRollout
 from dtkit.collect.writer import DatasetStream, dataset_build_info
 from dtkit.errors import DtkitError

@@ -172,7 +172,7 @@ class DatasetStream:
         self._storage = ds.storage
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
 
