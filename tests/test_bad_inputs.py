@@ -276,6 +276,7 @@ CASES: dict[str, Case] = {
     "resume-other-context-len": Case(resume("--context-len", "8"), ["--context-len 4 (checkpoint) vs 8 (given)"]),
     "resume-other-return-token": Case(resume("--no-return-token"), ["--return-token True (checkpoint) vs False"]),
     "resume-other-encoder": Case(resume("--obs-encoder", "mlp"), ["--obs-encoder None (checkpoint) vs 'mlp'"]),
+    "resume-other-key-encoder": Case(resume("--encoder", "obs=mlp"), ["--encoder [] (checkpoint) vs ['obs=mlp']"]),
     "resume-other-d-model": Case(resume("--model.d-model", "32"), ["--model.d-model 16 (checkpoint) vs 32"]),
     "resume-other-dataset": Case(["train", "--dataset", "test/bad/other-env-v0", "--run-dir", "{run}", *TINY, "--resume"],
                                  ["--dataset 'test/cartpole/bad-inputs-v0' (checkpoint) vs 'test/bad/other-env-v0'"]),

@@ -22,7 +22,7 @@ __all__ = ["RESUME_FLAGS", "FiniteLossWatch", "check_context_len", "check_device
 
 # Settings that shape the model or the data it sees: a resumed run must use the saved values.
 RESUME_FLAGS = ("dataset", "context_len", "return_token", "reward_token", "block_obs_attention", "obs_encoder",
-                "obs_encoder_params", "encoder", "encoder_params", "return_scale", "top_fraction")
+                "obs_encoder_params", "encoder", "encoder_params", "obs_order", "return_scale", "top_fraction")
 
 
 def _flag(name: str) -> str:
@@ -112,7 +112,7 @@ def check_context_len(context_len: int, longest: int, dataset: str) -> None:
 def check_resume_flags(saved: dict[str, Any], cfg: Any, where: str) -> None:
     """A resumed run must be the same run: refuse model- and data-shaping flags that differ from the checkpoint's."""
     now = cfg.to_dict()
-    diffs = [f"{_flag(k)} {saved.get(k)!r} (checkpoint) vs {now.get(k)!r} (given)"
+    diffs = [f"{_flag(k)} {_norm(saved.get(k))!r} (checkpoint) vs {_norm(now.get(k))!r} (given)"
              for k in RESUME_FLAGS if k in saved and _norm(saved.get(k)) != _norm(now.get(k))]
     saved_model, now_model = saved.get("model", {}), now["model"]
     diffs += [f"--model.{k.replace('_', '-')} {saved_model.get(k)!r} (checkpoint) vs {now_model.get(k)!r} (given)"
