@@ -294,7 +294,10 @@ def summarize(values: list[float | None]) -> dict:
 
 
 def fmt(s: dict, digits: int = 1) -> str:
-    return "n/a" if s["mean"] is None else f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+    """mean ± std over seeds; one seed has no spread to show."""
+    if s["mean"] is None:
+        return "n/a"
+    return f"{s['mean']:.{digits}f}" if s["n"] == 1 else f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
 
 def dataset_row(dataset: str, runs: dict[str, list[dict]], targets: dict[str, float], refs: tuple) -> dict:
