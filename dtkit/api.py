@@ -50,6 +50,8 @@ class EvalConfig:
     env_backend: str = "sync"
     """Engine stepping the envs: sync (gymnasium SyncVectorEnv), async (AsyncVectorEnv, a process per env) or
     envpool (optional extra, `pip install envpool`; its own MuJoCo/Atari builds, so gymnasium stays the scorer of record)."""
+    split_targets: bool = False
+    """Run all targets at once, each on its share of the --num-envs envs (one pass), instead of one after the other."""
     threads: int | None = None
     """torch threads (default: torch's choice; on a busy machine fewer is often faster)."""
     video: bool = False
@@ -146,7 +148,8 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
                                  step=int(ckpt.meta.get("step", 0)))
     report = evaluate(policy, envs, targets, cfg.episodes, seed=seed, ref_min_score=ckpt.meta.get("ref_min_score"),
                       ref_max_score=ckpt.meta.get("ref_max_score"), progress=cfg.progress,
-                      recorded_spec=ckpt.meta.get("env_spec"), env_backend=cfg.env_backend)
+                      recorded_spec=ckpt.meta.get("env_spec"), env_backend=cfg.env_backend,
+                      split_targets=cfg.split_targets)
     if writer is not None:
         writer.close()
     report.checkpoint, report.dataset_id = str(ckpt.path), ckpt.meta.get("dataset_id")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from dtkit.errors import DtkitError
 from dtkit.policy import DTPolicy
 from dtkit.rollout.backends import make_vector_env
-from dtkit.rollout.runner import run_target
+from dtkit.rollout.runner import run_targets
 
 __all__ = ["EvalReport", "TargetResult", "evaluate", "make_vector_env", "normalized_score"]
 
@@ -71,6 +71,8 @@ class EvalReport:
     """With 2+ distinct targets: whether the achieved mean return rises strictly with the target (sorted by target)."""
     env_backend: str = "sync"
     """Engine that stepped envs made from an id or factory: sync, async or envpool (a given VectorEnv is used as is)."""
+    split_targets: bool = False
+    """Whether the targets ran at once, each on its share of the envs, rather than one after the other."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data: a non-finite number becomes null (``non_finite_reason`` says why), never NaN."""
@@ -128,7 +130,8 @@ def _rises(results: list[TargetResult]) -> bool | None:
 
 def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], num_episodes: int = 10, *, seed: int = 0,
              ref_min_score: float | None = None, ref_max_score: float | None = None, progress: bool = True,
-             env_kwargs: dict[str, Any] | None = None, recorded_spec: str | None = None, env_backend: str = "sync") -> EvalReport:
+             env_kwargs: dict[str, Any] | None = None, recorded_spec: str | None = None, env_backend: str = "sync",
+             split_targets: bool = False) -> EvalReport:
     """Roll out ``policy`` for ``num_episodes`` per target return in ``policy.num_envs`` vectorised envs.
 
     Args:
@@ -138,6 +141,8 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
         recorded_spec: the dataset's env spec JSON, to remake the env it was collected in from an id.
         env_backend: the engine that steps envs made from an id or factory: "sync" (gymnasium SyncVectorEnv),
             "async" (gymnasium AsyncVectorEnv, a process per env) or "envpool" (optional extra, ids only).
+        split_targets: run every target at once, each on its share of the envs (env i of a share seeded
+            ``seed + i``, as each target alone would be), instead of one target after the other on all envs.
 
     Example:
         >>> report = evaluate(policy, "CartPole-v1", [500.0], num_episodes=10)  # doctest: +SKIP
@@ -152,19 +157,26 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
         raise DtkitError(f"num_episodes={num_episodes} is invalid; use at least 1")
     from dtkit.data.spaces import check_env_spaces
 
+    split = split_targets and len(target_returns) > 1
     if isinstance(env_id, gym.vector.VectorEnv):
-        groups, name = [(env_id, policy)], _env_name(env_id)
+        if split:
+            raise DtkitError("split_targets needs an env id or an env factory (it makes one vector env per target), "
+                             "not a ready VectorEnv; pass a factory, or evaluate the targets one after the other")
+        groups, name = [(env_id, policy, 0)], _env_name(env_id)
     elif isinstance(env_id, str) or callable(env_id):
-        groups = _env_groups(env_id, policy, env_kwargs, recorded_spec, env_backend)
+        if split and policy.num_envs < len(target_returns):
+            raise DtkitError(f"--split-targets needs at least one env per target: num_envs={policy.num_envs} for "
+                             f"{len(target_returns)} targets; raise --num-envs or drop --split-targets")
+        groups = _env_groups(env_id, policy, env_kwargs, recorded_spec, env_backend, len(target_returns) if split else 1)
         name = env_id if isinstance(env_id, str) else _env_name(groups[0][0])
     else:
         raise DtkitError(f"evaluate needs an env id, a gymnasium VectorEnv or an env factory, got {type(env_id).__name__}")
     try:
-        num_envs = sum(envs.num_envs for envs, _ in groups)
+        num_envs = sum(envs.num_envs for envs, _, _ in groups)
         if num_envs != policy.num_envs:
             raise DtkitError(f"the vector env has {num_envs} envs but the policy drives num_envs={policy.num_envs}; "
                              "make them equal")
-        for envs, _ in groups:
+        for envs, _, _ in groups:
             check_env_spaces(policy.spec, envs.single_observation_space, envs.single_action_space, name, "the policy",
                              metadata=envs.metadata)
     except BaseException:
@@ -175,8 +187,10 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
     reasons: list[str | None] = []
     try:
         with tqdm(total=num_episodes * len(target_returns), desc="eval episodes", disable=not progress, leave=False) as bar:
-            for target in target_returns:
-                run = run_target(groups, float(target), num_episodes, seed, bar)
+            targets = [float(t) for t in target_returns]
+            runs = (run_targets(groups, targets, num_episodes, seed, bar) if split
+                    else [run_targets(groups, [t], num_episodes, seed, bar)[0] for t in targets])
+            for target, run in zip(targets, runs):
                 rets, lens = run.returns, run.lengths
                 at_bounds = run.at_bounds / run.counted if run.counted else None
                 total_steps += run.steps
@@ -196,32 +210,40 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
         mean_return=first.mean_return, normalized_score=first.normalized_score, normalized_score_reason=reasons[0],
         num_envs=policy.num_envs, num_episodes=num_episodes, env_steps_per_s=total_steps / wall, env_steps=total_steps,
         wall_s=wall, cache=policy.use_cache, per_target=results, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
-        seed=seed, returns_rise_with_target=_rises(results), env_backend=env_backend, non_finite_reason=(f"the environment returned non-finite rewards (targets {bad}); those returns are null"
+        seed=seed, returns_rise_with_target=_rises(results), env_backend=env_backend, split_targets=split,
+        non_finite_reason=(f"the environment returned non-finite rewards (targets {bad}); those returns are null"
                                       if bad else None),
     )
 
 
+Group = tuple[gym.vector.VectorEnv, DTPolicy, int]
+"""A vector env, the policy driving it, and the index of the target it runs at."""
+
+
 def _env_groups(env: str | Callable[[], gym.Env], policy: DTPolicy, env_kwargs: dict[str, Any] | None,
-                recorded_spec: str | None, backend: str) -> list[tuple[gym.vector.VectorEnv, DTPolicy]]:
-    """One vector env driven by ``policy``; or, on a backend whose envs step outside this thread (async, envpool),
-    two halves with a policy each, which take turns so the model runs while the other half steps (see runner)."""
+                recorded_spec: str | None, backend: str, n_targets: int) -> list[Group]:
+    """The policy's envs as equal shares, one per target (one share unless targets are split). On a backend whose
+    envs step outside this thread (async, envpool) a share is two halves that take turns, so the model runs while
+    the other half steps (see runner). Each part gets its own policy unless it is the whole."""
     n = policy.num_envs
-    if backend == "sync" or n < 2:
-        return [(make_vector_env(env, n, env_kwargs, recorded_spec, backend), policy)]
-    groups: list[tuple[gym.vector.VectorEnv, DTPolicy]] = []
+    groups: list[Group] = []
     try:
-        for k in (n // 2, n - n // 2):
-            half = DTPolicy(policy.model, k, policy.target_return, use_cache=policy.use_cache, keep=policy.keep,
-                            deterministic=policy.deterministic, device=policy.device)
-            groups.append((make_vector_env(env, k, env_kwargs, recorded_spec, backend), half))
+        for k in range(n_targets):
+            share = n // n_targets + (k < n % n_targets)
+            parts = [share] if backend == "sync" or share < 2 else [share // 2, share - share // 2]
+            for size in parts:
+                driver = policy if size == n else DTPolicy(
+                    policy.model, size, policy.target_return, use_cache=policy.use_cache, keep=policy.keep,
+                    deterministic=policy.deterministic, device=policy.device)
+                groups.append((make_vector_env(env, size, env_kwargs, recorded_spec, backend), driver, k))
     except BaseException:
         _close(groups)
         raise
     return groups
 
 
-def _close(groups: list[tuple[gym.vector.VectorEnv, DTPolicy]]) -> None:
-    for envs, _ in groups:
+def _close(groups: list[Group]) -> None:
+    for envs, _, _ in groups:
         envs.close()
 
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from dtkit.errors import DtkitError
 from dtkit.policy import DTPolicy
 
-__all__ = ["TargetRun", "run_target"]
+__all__ = ["TargetRun", "run_target", "run_targets"]
 
 
 @dataclass
@@ -53,8 +53,8 @@ def next_step_autoreset(envs: gym.vector.VectorEnv) -> bool:
 class _Group:
     """One vector env, its policy, and the bookkeeping of its rows ``first .. first + num_envs``."""
 
-    def __init__(self, envs: gym.vector.VectorEnv, policy: DTPolicy, first: int) -> None:
-        self.envs, self.policy = envs, policy
+    def __init__(self, envs: gym.vector.VectorEnv, policy: DTPolicy, first: int, target: int) -> None:
+        self.envs, self.policy, self.target = envs, policy, target
         self.rows = slice(first, first + envs.num_envs)
         self.next_step = next_step_autoreset(envs)
         self.overlapped = hasattr(envs, "step_async")
@@ -116,32 +116,43 @@ def run_target(groups: list[tuple[gym.vector.VectorEnv, DTPolicy]], target: floa
                bar: tqdm | None) -> TargetRun:
     """Episodes at return ``target`` until every env met its quota. Env i of the whole (groups in order) is
     seeded ``seed + i``, as one vector env of all of them would be."""
-    parts, first = [], 0
-    for envs, policy in groups:
-        parts.append(_Group(envs, policy, first))
-        first += envs.num_envs
-    n = first
+    return run_targets([(envs, policy, 0) for envs, policy in groups], [target], num_episodes, seed, bar)[0]
+
+
+def run_targets(groups: list[tuple[gym.vector.VectorEnv, DTPolicy, int]], targets: list[float], num_episodes: int,
+                seed: int, bar: tqdm | None) -> list[TargetRun]:
+    """Several targets in one pass: each group ``(envs, policy, k)`` runs at ``targets[k]``; ``num_episodes``
+    per target, in equal quotas over that target's envs. Env i of a target (its groups in order) is seeded
+    ``seed + i``, so every target starts from the states a run of that target alone would."""
+    parts, sizes = [], [0] * len(targets)
+    for envs, policy, k in groups:
+        parts.append(_Group(envs, policy, sizes[k], k))
+        sizes[k] += envs.num_envs
     # Equal quotas per env: taking whichever episodes finish first would favour short ones.
-    quota = np.full(n, num_episodes // n) + (np.arange(n) < num_episodes % n)
-    got = np.zeros(n, dtype=int)
-    run = TargetRun()
+    quotas = [np.full(n, num_episodes // n) + (np.arange(n) < num_episodes % n) for n in sizes]
+    gots = [np.zeros(n, dtype=int) for n in sizes]
+    runs = [TargetRun() for _ in targets]
     for g in parts:
-        g.start(target, seed + g.rows.start)
+        g.start(targets[g.target], seed + g.rows.start)
+
+    def wanted(g: _Group) -> np.ndarray:
+        return gots[g.target][g.rows] < quotas[g.target][g.rows]
+
     pending = []
     for g in parts:
-        if (got[g.rows] < quota[g.rows]).any():
-            g.send(run, got[g.rows] < quota[g.rows])
+        if wanted(g).any():
+            g.send(runs[g.target], wanted(g))
             pending.append(g)
     while pending:
         # Groups take turns in a fixed order, so episodes that end at the same step are listed in env order.
         still = []
         for g in pending:
-            g.receive(run, got[g.rows], quota[g.rows], bar)
-            if (got[g.rows] < quota[g.rows]).any():
-                g.send(run, got[g.rows] < quota[g.rows])
+            g.receive(runs[g.target], gots[g.target][g.rows], quotas[g.target][g.rows], bar)
+            if wanted(g).any():
+                g.send(runs[g.target], wanted(g))
                 still.append(g)
         pending = still
-    return run
+    return runs
 
 
 def _bounds(space: gym.Space) -> tuple[np.ndarray, np.ndarray] | None:

@@ -93,3 +93,22 @@ def test_envpool_halves_taking_turns_give_the_episodes_of_one_pool():
     _check_accounting(halves, 9)
     assert halves.per_target[0].episode_lengths == one.per_target[0].episode_lengths
     assert halves.episode_returns == one.episode_returns
+
+
+@pytest.mark.parametrize("backend", ["sync", "async"])
+def test_split_targets_give_each_target_the_episodes_it_gets_alone(backend):
+    """Two targets at once on 2 + 2 envs: each target's episodes equal those of that target alone on 2 envs
+    (same seeds, same deterministic policy), in one pass."""
+    both = evaluate(_policy(4), "CartPole-v1", [30.0, 80.0], num_episodes=5, seed=4, progress=False,
+                    env_backend=backend, split_targets=True)
+    assert both.split_targets
+    for target, res in zip([30.0, 80.0], both.per_target):
+        alone = evaluate(_policy(2), "CartPole-v1", [target], num_episodes=5, seed=4, progress=False)
+        assert res.target_return == target
+        assert res.episode_lengths == alone.per_target[0].episode_lengths
+        assert res.episode_returns == alone.episode_returns
+
+
+def test_split_targets_needs_an_env_per_target():
+    with pytest.raises(DtkitError, match="needs at least one env per target: num_envs=2 for 3 targets"):
+        evaluate(_policy(2), "CartPole-v1", [1.0, 2.0, 3.0], num_episodes=2, progress=False, split_targets=True)
