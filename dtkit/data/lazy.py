@@ -36,7 +36,7 @@ import numpy as np
 
 from dtkit.errors import DtkitError
 
-__all__ = ["LAZY_MIN_BYTES", "LazyObs", "lazy_obs_keys", "open_obs_cache"]
+__all__ = ["LAZY_MIN_BYTES", "LazyObs", "lazy_obs_keys", "open_obs_cache", "read_episodes"]
 
 #: Integer keys at least this large per step are read lazily (a 32x32 grey image is 1 KiB).
 LAZY_MIN_BYTES = 1024
@@ -67,6 +67,82 @@ def _is_stacked(obs: np.ndarray, depth: int) -> bool:
     return True
 
 
+def _raw_hdf5(ds: Any) -> Path | None:
+    """The HDF5 file of a dataset stored raw (no JPEG), which can be read without Minari's decoding; else None.
+
+    Minari decodes every observation of an episode into new arrays; reading the
+    HDF5 datasets directly (into one reused buffer) keeps the allocator from
+    growing the heap with each episode's frames (measured: +310 MiB RSS over
+    2,500 episodes of 200 40x40x3 frames through ``iterate_episodes``).
+    """
+    meta = ds.storage.metadata
+    path = Path(ds.storage.data_path) / "main_data.hdf5"
+    if meta.get("data_format") != "hdf5" or meta.get("jpeg_encoding", True) or not path.is_file():
+        return None
+    return path
+
+
+def _obs_node(group: Any, key: str, dict_obs: bool) -> Any:
+    return group["observations"][key] if dict_obs else group["observations"]
+
+
+def read_episodes(ds: Any, skip: list[str]) -> list[dict[str, Any]]:
+    """Every episode as a dict of arrays, without the observation keys in ``skip`` (those read lazily)."""
+    fields = ("actions", "rewards", "terminations", "truncations")
+    dict_obs = isinstance(ds.observation_space, gym.spaces.Dict)
+    path = _raw_hdf5(ds) if skip else None
+    if path is None:
+        return [{"observations": _drop(e.observations, skip), **{k: getattr(e, k) for k in fields}}
+                for e in ds.iterate_episodes()]
+    import h5py
+
+    keep = [k for k in ds.observation_space.spaces] if dict_obs else ([] if "obs" in skip else ["obs"])
+    keep = [k for k in keep if k not in skip]
+    out = []
+    with h5py.File(path, "r") as f:
+        for i in range(ds.total_episodes):
+            g = f[f"episode_{i}"]
+            ep: dict[str, Any] = {k: g[k][()] for k in fields}
+            if dict_obs:
+                ep["observations"] = {k: g["observations"][k][()] for k in keep}
+            else:
+                ep["observations"] = g["observations"][()] if keep else {}
+            out.append(ep)
+    return out
+
+
+def _drop(observations: Any, keys: list[str]) -> Any:
+    if isinstance(observations, dict):
+        return {k: v for k, v in observations.items() if k not in keys}
+    return {} if "obs" in keys else observations
+
+
+def _episode_obs(ds: Any, keys: list[str]) -> Any:
+    """Yield (n_steps, {key: (n, *shape) array}) per episode; the arrays may be a reused buffer."""
+    dict_obs = isinstance(ds.observation_space, gym.spaces.Dict)
+    path = _raw_hdf5(ds)
+    if path is None:
+        for ep in ds.iterate_episodes():
+            n = len(ep.rewards)
+            yield n, {k: np.asarray(ep.observations[k] if dict_obs else ep.observations)[:n] for k in keys}
+        return
+    import h5py
+
+    buffers: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        for i in range(ds.total_episodes):
+            g = f[f"episode_{i}"]
+            n = int(g["rewards"].shape[0])
+            got = {}
+            for k in keys:
+                node = _obs_node(g, k, dict_obs)
+                if k not in buffers or len(buffers[k]) < n:
+                    buffers[k] = np.empty((max(n, 2 * len(buffers.get(k, ()))), *node.shape[1:]), dtype=node.dtype)
+                node.read_direct(buffers[k], np.s_[0:n], np.s_[0:n])
+                got[k] = buffers[k][:n]
+            yield n, got
+
+
 def _build(ds: Any, folder: Path, keys: list[str], unstacked: set[str]) -> None:
     """Write every key's rows (and the stack rule per key) into ``folder`` (a temporary one).
 
@@ -78,11 +154,9 @@ def _build(ds: Any, folder: Path, keys: list[str], unstacked: set[str]) -> None:
     files = {k: open(folder / f"{k}.bin", "wb") for k in keys}
     rows = 0
     try:
-        for ep in ds.iterate_episodes():
-            n = len(ep.rewards)
+        for n, episode_obs in _episode_obs(ds, keys):
             for k in keys:
-                obs = np.asarray(ep.observations[k] if isinstance(ep.observations, dict) else ep.observations)[:n]
-                obs = obs.astype(spaces[k].dtype, copy=False)
+                obs = episode_obs[k].astype(spaces[k].dtype, copy=False)
                 if depth[k] and not _is_stacked(obs, depth[k]):
                     raise _NotStacked(k)
                 files[k].write(np.ascontiguousarray(obs[:, -1] if depth[k] else obs).tobytes())

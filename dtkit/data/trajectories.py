@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from dtkit.data.lazy import lazy_obs_keys, open_obs_cache
+from dtkit.data.lazy import lazy_obs_keys, open_obs_cache, read_episodes
 from dtkit.data.spaces import check_supported
 from dtkit.errors import DtkitError
 
@@ -187,11 +187,7 @@ def load_trajectories(dataset_id: str) -> Trajectories:
                              "categorical head needs Discrete actions numbered from 0, so record actions as a - start")
         # Large integer keys (images, audio) are read lazily from a cache file (dtkit.data.lazy), not held here.
         lazy = lazy_obs_keys(obs_space)
-        episodes = [
-            {"observations": _drop_keys(e.observations, lazy), "actions": e.actions, "rewards": e.rewards,
-             "terminations": e.terminations, "truncations": e.truncations}
-            for e in ds.iterate_episodes()
-        ]
+        episodes = read_episodes(ds, lazy)
         meta = ds.storage.metadata
     except (OSError, KeyError, ValueError, TypeError) as exc:  # h5py raises OSError for truncated or zeroed files
         folder = _dataset_folder(dataset_id)
@@ -208,11 +204,6 @@ def load_trajectories(dataset_id: str) -> Trajectories:
         traj.obs.update(open_obs_cache(ds, lazy, traj.episode_starts, traj.episode_lengths))
     return traj
 
-
-def _drop_keys(observations: Any, keys: list[str]) -> Any:
-    if isinstance(observations, dict):
-        return {k: v for k, v in observations.items() if k not in keys}
-    return {} if "obs" in keys else observations
 
 
 def _dataset_folder(dataset_id: str) -> Any:
