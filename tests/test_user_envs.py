@@ -8,14 +8,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import gymnasium as gym
 import pytest
 
 from dtkit.cli import main
-
-from conftest import random_episodes
 
 TINY = ["--steps", "6", "--batch-size", "4", "--context-len", "4", "--log-every", "3", "--checkpoint-every", "3",
         "--eval-episodes", "1", "--eval-envs", "1", "--warmup-steps", "1", "--model.d-model", "16", "--model.n-layer", "1",
@@ -63,18 +60,6 @@ USER_MODULE = textwrap.dedent('''
 ''')
 
 
-def _dataset(env_id: str, dataset_id: str) -> str:
-    import minari
-
-    env = gym.make(env_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        minari.create_dataset_from_buffers(dataset_id, random_episodes(env, 4), env=env_id, algorithm_name="random",
-                                           author="tests", author_email="t@t", code_permalink="tests", description="tiny",
-                                           data_format="hdf5")
-    return dataset_id
-
-
 def _fresh_eval(*args: str, pythonpath: str = "") -> subprocess.CompletedProcess:
     """`dtkit eval` in a new process, where only what the checkpoint records (and the flags) can bring the env back."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([pythonpath, *sys.path])}
@@ -89,11 +74,11 @@ def user_module(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_env_and_encoder_from_a_user_module(user_module, tmp_path):
+def test_env_and_encoder_from_a_user_module(user_module, tmp_path, make_dataset):
     import importlib
 
     importlib.import_module("h8_user_envs")
-    dataset_id = _dataset("h8user/Corridor-v0", "test/corridor/random-v0")
+    dataset_id = make_dataset("h8user/Corridor-v0", 4, "test/corridor/random-v0", refs=False)
     run = tmp_path / "run"
     assert main(["train", "--dataset", dataset_id, "--run-dir", str(run), *TINY, "--env-module", "h8_user_envs",
                  "--obs-encoder", "h8_user_mlp"]) == 0
@@ -110,11 +95,11 @@ def test_env_and_encoder_from_a_user_module(user_module, tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["env_id"] == "h8_user_envs:h8user/Corridor-v0"
 
 
-def test_tiny_build_envs_evaluate_from_the_recorded_spec(tmp_path):
+def test_tiny_build_envs_evaluate_from_the_recorded_spec(tmp_path, make_dataset):
     """`--tiny` data names `dtkit_tiny/CartPole-v1`, registered only while building; the recorded spec remakes it."""
     from dtkit.collect.catalog import _tiny_env
 
-    dataset_id = _dataset(_tiny_env("CartPole-v1"), "test-tiny/cartpole/random-v0")
+    dataset_id = make_dataset(_tiny_env("CartPole-v1"), 4, "test-tiny/cartpole/random-v0", refs=False)
     run = tmp_path / "run"
     assert main(["train", "--dataset", dataset_id, "--run-dir", str(run), *TINY]) == 0
     proc = _fresh_eval("--checkpoint", str(run))
