@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-import gymnasium as gym
 import pytest
 
 from dtkit.cli import main
