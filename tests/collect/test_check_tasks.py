@@ -37,3 +37,20 @@ def test_tiny_build_then_load(name, tiny_cache, capsys):
     assert card["ref_min_score"] is not None and card["ref_max_score"] is not None
     traj = load_trajectories(tiny_id)
     assert traj.num_episodes >= 3 and traj.actions.shape[0] == traj.num_steps
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_shipped_policies_match_the_recipe_and_stay_small(name):
+    from dtkit.collect import read_index, recipe_dir
+    from dtkit.collect.train import train_run
+
+    shipped = recipe_dir() / "policies" / name
+    if not shipped.is_dir():
+        pytest.skip(f"no shipped {name} policies: dtkit datasets build {name} trains them")
+    r = load_recipe(name)
+    index = read_index(shipped)
+    assert index is not None and index.run == train_run(r.env_id, r.train, r.seed)
+    assert index.trained_steps >= r.train.steps
+    zips = sorted(shipped.glob("*.zip"))
+    assert sorted(c.file for c in index.checkpoints) == [z.name for z in zips] and len(zips) == 2  # medium, expert
+    assert all(z.stat().st_size < 1_000_000 for z in zips)  # the tracked tree stays small
