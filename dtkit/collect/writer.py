@@ -164,7 +164,7 @@ class DatasetStream:
                 # We have no author e-mail to give; every other field minari asks for is set.
                 warnings.filterwarnings("ignore", message=".*author_email.*")
                 if self._create["env"] is None:  # synthetic data: no env to record, which minari warns about
-                    warnings.filterwarnings("ignore", message=".*(eval_env|env_spec) is.*None.*")
+                    warnings.filterwarnings("ignore", message=".*(eval_env|env_spec)`? is.*None.*")
                 ds = minari.create_dataset_from_buffers(self.dataset_id, [], data_format="hdf5", **self._create)
         except BaseException:  # __exit__ does not run when __enter__ fails
             shutil.rmtree(self._staging, ignore_errors=True)
