@@ -50,6 +50,8 @@ class EvalConfig:
     env_backend: str = "sync"
     """Engine stepping the envs: sync (gymnasium SyncVectorEnv), async (AsyncVectorEnv, a process per env) or
     envpool (optional extra, `pip install envpool`; its own MuJoCo/Atari builds, so gymnasium stays the scorer of record)."""
+    cuda_graph: bool = False
+    """On CUDA: replay the cached step as one CUDA graph per batch size instead of launching its kernels one by one."""
     split_targets: bool = False
     """Run all targets at once, each on its share of the --num-envs envs (one pass), instead of one after the other."""
     threads: int | None = None
@@ -84,7 +86,8 @@ class DemoConfig:
 
 
 def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_return: float | None = None, *,
-                env_id: str | None = None, use_cache: bool = True, keep: int | None = None, device: str = "cpu") -> DTPolicy:
+                env_id: str | None = None, use_cache: bool = True, keep: int | None = None, device: str = "cpu",
+                cuda_graph: bool = False) -> DTPolicy:
     """A :class:`DTPolicy` from a checkpoint, checked against the environment's spaces.
 
     Example:
@@ -108,7 +111,8 @@ def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_r
         env.close()
     if target_return is None:
         target_return = float(ckpt.meta.get("target_returns", [0.0])[0])
-    return DTPolicy(ckpt.model, num_envs=num_envs, target_return=target_return, use_cache=use_cache, keep=keep, device=device)
+    return DTPolicy(ckpt.model, num_envs=num_envs, target_return=target_return, use_cache=use_cache, keep=keep, device=device,
+                    cuda_graph=cuda_graph)
 
 
 def run_eval(cfg: EvalConfig) -> EvalReport:
@@ -131,7 +135,7 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     ckpt = load_checkpoint(cfg.checkpoint, device=cfg.device)
     targets = list(cfg.target_returns) or list(ckpt.meta.get("target_returns", []))
     policy = make_policy(ckpt, cfg.num_envs, targets[0] if targets else None, env_id=cfg.env_id,
-                         use_cache=not cfg.no_cache, keep=cfg.keep, device=cfg.device)
+                         use_cache=not cfg.no_cache, keep=cfg.keep, device=cfg.device, cuda_graph=cfg.cuda_graph)
     env_id = cfg.env_id or ckpt.env_id
     assert env_id is not None  # make_policy raised otherwise
     seed = cfg.seed if cfg.seed is not None else int(ckpt.meta.get("config", {}).get("seed", 0))

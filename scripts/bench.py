@@ -162,14 +162,14 @@ def bench_eval(device: torch.device, env_counts: tuple[int, ...], backends: list
     return out
 
 
-def model_ms_per_step(model, num_envs: int, use_cache: bool, steps: int = 200, warmup: int = 40) -> float:
+def model_ms_per_step(model, num_envs: int, use_cache: bool, steps: int = 200, warmup: int = 40, cuda_graph: bool = False) -> float:
     """ms of one policy step (act + record, all envs batched) on random Hopper observations, no env: this
     process's CPU time on a CPU (steadier on a shared machine), wall-clock on a GPU (the host waits for it).
 
     ``steps`` is a multiple of the rebuild period (K - keep = 10), so rebuilds count in full.
     """
     rng = np.random.default_rng(0)
-    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache)
+    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache, cuda_graph=cuda_graph)
     obs = [rng.normal(size=(num_envs, 11)) for _ in range(8)]
     ones = np.ones(num_envs)
     for t in range(warmup):
@@ -185,8 +185,12 @@ def model_ms_per_step(model, num_envs: int, use_cache: bool, steps: int = 200, w
 
 def bench_model(device: torch.device, env_counts: tuple[int, ...]) -> dict:
     model = hopper_model(device)
-    return {f"{n}_envs": {"cached_ms": model_ms_per_step(model, n, True),
-                          "recompute_ms": model_ms_per_step(model, n, False, steps=60)} for n in env_counts}
+    out = {}
+    for n in env_counts:
+        out[f"{n}_envs"] = {"cached_ms": model_ms_per_step(model, n, True), "recompute_ms": model_ms_per_step(model, n, False, steps=60)}
+        if device.type == "cuda":  # the cached step as one CUDA graph replay per step
+            out[f"{n}_envs"]["graph_ms"] = model_ms_per_step(model, n, True, cuda_graph=True)
+    return out
 
 
 def worker(kind: str, threads: int) -> dict:
@@ -322,10 +326,11 @@ def main() -> None:
     if "model" in sections:
         results["model"] = bench_model(device, tuple(args.envs))
         print(f"model ms per vector step (CPU time on a CPU, wall on a GPU) on {ENV_ID} shapes (act + record, all envs batched, no env; keep {K // 2}):")
-        print("  envs | cached | recompute")
+        print("  envs | cached | recompute" + (" | cached, CUDA graph" if device.type == "cuda" else ""))
         for n in args.envs:
             r = results["model"][f"{n}_envs"]
-            print(f"  {n:4d} | {r['cached_ms']:6.2f} | {r['recompute_ms']:9.2f}")
+            graph = f" | {r['graph_ms']:19.3f}" if "graph_ms" in r else ""
+            print(f"  {n:4d} | {r['cached_ms']:6.2f} | {r['recompute_ms']:9.2f}{graph}")
     if "eval" in sections:
         backends = available_backends(args.backends)
         results["eval"] = bench_eval(device, tuple(args.envs), backends, tuple(args.recompute_envs))

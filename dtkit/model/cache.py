@@ -36,6 +36,8 @@ class KVCache:
         self._start: int | None = None  # shared write offset when rows are in lockstep
         self._write_pos: torch.Tensor | None = None
         self._span = 0  # keys attended this step: the longest row's fill level
+        self._len_dev = torch.zeros(batch, dtype=torch.long, device=device)  # fill levels on the device (static steps)
+        self._eyes: dict[int, torch.Tensor] = {}
 
     @staticmethod
     def _host_rows(rows: torch.Tensor) -> np.ndarray:
@@ -60,31 +62,41 @@ class KVCache:
         self.valid[rows, :n] = True if valid is None else valid.to(self.device)
         self._len[self._host_rows(rows)] = n
 
-    def begin_step(self, new_valid: torch.Tensor, rule: torch.Tensor) -> torch.Tensor:
+    def sync_lengths(self) -> None:
+        """Copy the host fill levels to the device: call before a ``static`` step (outside a CUDA graph)."""
+        self._len_dev.copy_(torch.from_numpy(self._len))
+
+    def begin_step(self, new_valid: torch.Tensor, rule: torch.Tensor, static: bool = False) -> torch.Tensor:
         """Reserve slots for F new tokens per row and return the attention mask.
 
         Args:
             new_valid: (B, F) bool, False for placeholder tokens that must stay invisible.
             rule: (F, F) bool, which new token may attend to which (block-causal).
+            static: shapes and indices that do not depend on the fill levels (the mask spans the whole
+                buffer, positions come from the device copy made by :meth:`sync_lengths`), so a CUDA
+                graph captured once replays every step. Same visible keys, so the same outputs.
 
         Returns:
-            (B, 1, F, span) bool mask over the filled part of the buffer, new tokens included.
+            (B, 1, F, span) bool mask over the filled part of the buffer (all of it when static), new tokens included.
         """
         B, F = new_valid.shape
         top = int(self._len.max()) + F
         if top > self.capacity:
             raise RuntimeError("KV cache overflow: the policy must rebuild a row before it fills")
+        if static:
+            top = self.capacity
         self._span = top
-        eye = torch.eye(F, dtype=torch.bool, device=new_valid.device)
+        if F not in self._eyes:
+            self._eyes[F] = torch.eye(F, dtype=torch.bool, device=new_valid.device)
         # Every query sees itself, so rows of placeholders never turn into NaN.
-        new_ok = (rule[None] & new_valid[:, None, :]) | eye  # (B, F, F)
-        if (self._len == self._len[0]).all():
+        new_ok = (rule[None] & new_valid[:, None, :]) | self._eyes[F]  # (B, F, F)
+        if not static and (self._len == self._len[0]).all():
             s = self._start = int(self._len[0])
             self.valid[:, s:top] = new_valid
             mask = torch.cat([self.valid[:, None, :s].expand(B, F, s), new_ok], dim=2)  # (B, F, span)
         else:
             self._start = None
-            length = torch.from_numpy(self._len).to(self.device)
+            length = self._len_dev if static else torch.from_numpy(self._len).to(self.device)
             pos = length[:, None] + torch.arange(F, device=self.device)  # (B, F)
             self._write_pos = pos
             self.valid[self._rows[:, None], pos] = new_valid

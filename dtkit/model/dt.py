@@ -261,6 +261,7 @@ class DecisionTransformer(nn.Module):
         cur: dict[str, Any],  # pre-act fields of step t: return (B,), obs {key: (B, ...)}, optional present {key: (B,)}
         timestep: torch.Tensor,  # (B,) long
         obs_tokens: dict[str, torch.Tensor] | None = None,  # key -> (B, n, D) encoder outputs of step t's obs, if computed
+        static: bool = False,  # shapes independent of the cache's fill levels, for CUDA graphs (KVCache.begin_step)
     ) -> torch.Tensor:
         """Feed one step per row through the cache and predict a_t: returns (B, A)."""
         B = timestep.shape[0]
@@ -271,7 +272,7 @@ class DecisionTransformer(nn.Module):
             present = self.presence(cur["obs"], cur.get("present"))
             new_valid[:, self.n_post:] = self._slot_valid(present, (B,), x.device)[:, : self.n_pre]
         new_valid[:, : self.n_post] = prev_valid[:, None]
-        mask = cache.begin_step(new_valid, self._step_rule)
+        mask = cache.begin_step(new_valid, self._step_rule, static=static)
         return self.head(self.trunk.step(x, mask, cache)[:, 0])
 
     def _embed_step(self, prev: dict[str, torch.Tensor], prev_timestep: torch.Tensor, cur: dict[str, Any],

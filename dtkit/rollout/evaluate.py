@@ -234,7 +234,7 @@ def _env_groups(env: str | Callable[[], gym.Env], policy: DTPolicy, env_kwargs: 
             for size in parts:
                 driver = policy if size == n else DTPolicy(
                     policy.model, size, policy.target_return, use_cache=policy.use_cache, keep=policy.keep,
-                    deterministic=policy.deterministic, device=policy.device)
+                    deterministic=policy.deterministic, device=policy.device, cuda_graph=policy.cuda_graph)
                 groups.append((make_vector_env(env, size, env_kwargs, recorded_spec, backend), driver, k))
     except BaseException:
         _close(groups)
