@@ -88,6 +88,9 @@ class DTPolicy:
         if self.device.type != "cuda" or self.cache is None:
             raise DtkitError(f"cuda_graph=True needs the KV cache on a CUDA device (device={self.device}, "
                              f"use_cache={self.use_cache}); drop cuda_graph or use device='cuda' with the cache")
+        if self.model._maskable:  # the presence mask indexes slots with a host list, which a graph capture cannot copy
+            raise DtkitError("cuda_graph=True does not support fields that can be absent (a presence mask) yet; "
+                             "drop cuda_graph for this model")
         from dtkit.model.graphs import GraphedStep
 
         first = {k: v[:, 0].clone() for k, v in self._obs.items()}
