@@ -43,6 +43,8 @@ class DecisionTransformer(nn.Module):
     """
 
     _step_rule: torch.Tensor
+    _step_slots: torch.Tensor
+    _step_time_of: torch.Tensor
     _slot_is_obs: torch.Tensor
     _last: torch.Tensor
 
@@ -280,7 +282,8 @@ class DecisionTransformer(nn.Module):
         """[post fields of step t-1, pre fields of step t] -> (B, S, D) in one pass: one concatenation,
         one position lookup and one LayerNorm (what :meth:`_embed` gives for each half, as LayerNorm is per token)."""
         parts = []
-        for fields, source in ((self._post_fields, prev), (self._pre_fields, cur)):
+        halves: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ((self._post_fields, prev), (self._pre_fields, cur))
+        for fields, source in halves:
             for name in fields:
                 if name != "obs":
                     parts.append(self.encoders[name](source[name]))  # (B, n, D)

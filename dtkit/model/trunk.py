@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -130,9 +132,10 @@ class Trunk(nn.Module):
         and each module call costs about as much as one of them (measured in scripts/bench.py).
         """
         last = len(self.blocks) - 1
-        for i, block in enumerate(self.blocks):
+        for i, module in enumerate(self.blocks):
+            block = cast(Block, module)
             attn, ln1, ln2 = block.attn, block.ln1, block.ln2
-            fc, act, out = block.mlp[0], block.mlp[1], block.mlp[2]
+            fc, act, out = cast(nn.Linear, block.mlp[0]), cast(nn.GELU, block.mlp[1]), cast(nn.Linear, block.mlp[2])
             B, L, D = x.shape
             h = F.layer_norm(x, (D,), ln1.weight, ln1.bias, ln1.eps)
             q, k, v = F.linear(h, attn.qkv.weight, attn.qkv.bias).view(B, L, 3, attn.n_head, attn.head_dim).permute(2, 0, 3, 1, 4)

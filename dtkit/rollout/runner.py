@@ -13,6 +13,7 @@ of one episode, and episodes finishing at the same step are listed in env order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -60,7 +61,7 @@ class _Group:
         self.overlapped = hasattr(envs, "step_async")
         space = envs.single_action_space
         self.bounds = _bounds(space)
-        self.action_size = int(np.prod(space.shape)) if self.bounds is not None else 0
+        self.action_size = int(np.prod(space.shape or ())) if self.bounds is not None else 0
 
     def start(self, target: float, seed: int) -> None:
         n = self.envs.num_envs
@@ -79,14 +80,14 @@ class _Group:
             run.at_bounds += int(_at_bounds(np.asarray(action)[used], *self.bounds).sum())
             run.counted += int(used.sum()) * self.action_size
         if self.overlapped:
-            self.envs.step_async(action)
+            cast(Any, self.envs).step_async(action)
         else:
             self.action = action
 
     def receive(self, run: TargetRun, got: np.ndarray, quota: np.ndarray, bar: tqdm | None) -> None:
         """Finish the step: record rewards, count finished episodes against the quotas ``got``/``quota`` (this group's rows)."""
         if self.overlapped:
-            self.obs, reward, terminated, truncated, _ = self.envs.step_wait()
+            self.obs, reward, terminated, truncated, _ = cast(Any, self.envs).step_wait()
         else:
             self.obs, reward, terminated, truncated, _ = self.envs.step(self.action)
         reward = np.asarray(reward, dtype=np.float64)
