@@ -174,6 +174,13 @@ class SpokenGoalEnv(_SpokenTask):
 class SpokenGoToEnv(_SpokenTask):
     """Vision and speech: go to the spoken object. Obs: ``image`` (42, 42, 3) uint8 and ``audio`` (20000,) int16.
 
+    ``layout="stations"`` (the default) puts the agent in the centre and the three objects at
+    three of the four cells in the middle of the walls, shuffled with their colours each
+    episode: the image says which colour stands where, the clip which colour to reach.
+    ``layout="random"`` scatters the agent and objects over the whole room, which needs far
+    more data to learn from pixels (a DT on 2,100 such episodes, 2,500 updates, succeeded
+    in 15% of episodes on training voices).
+
     The room is ``size`` x ``size`` floor cells inside a wall, drawn at ``tile`` pixels a cell:
     grey walls, black floor, objects in their colour (a ball a disc, a key a plus, a box a
     hollow square) and the agent a white square, so one frame shows everything.
@@ -182,9 +189,11 @@ class SpokenGoToEnv(_SpokenTask):
     clip_seconds = 1.25  # "go to the yellow ball" at the slowest rate lasts about 1.25 s
     n_objects = 3
 
-    def __init__(self, tile: int = 6, **kwargs: Any) -> None:
+    def __init__(self, tile: int = 6, layout: str = "stations", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.tile = tile
+        if layout not in ("stations", "random"):
+            raise ValueError(f"layout={layout!r} is unknown; use 'stations' or 'random'")
+        self.tile, self.layout = tile, layout
         side = (self.size + 2) * tile
         self.observation_space = spaces.Dict({
             "image": spaces.Box(0, 255, (side, side, 3), np.uint8),
@@ -203,9 +212,14 @@ class SpokenGoToEnv(_SpokenTask):
 
     def _new_layout(self) -> str:
         rng = self.np_random
-        cells = rng.choice(self.size * self.size, size=self.n_objects + 1, replace=False)
-        rc = np.stack([cells // self.size, cells % self.size], axis=1)
-        self.agent, self.objects = rc[0].copy(), rc[1:].copy()
+        if self.layout == "stations":
+            c, s = self.size // 2, self.size - 1
+            stations = np.array([[0, c], [c, 0], [c, s], [s, c]])
+            self.agent, self.objects = np.array([c, c]), stations[rng.choice(4, size=self.n_objects, replace=False)]
+        else:
+            cells = rng.choice(self.size * self.size, size=self.n_objects + 1, replace=False)
+            rc = np.stack([cells // self.size, cells % self.size], axis=1)
+            self.agent, self.objects = rc[0].copy(), rc[1:].copy()
         self.colours = rng.choice(len(COLOURS), size=self.n_objects, replace=False)  # distinct colours
         self.types = rng.integers(len(OBJECT_TYPES), size=self.n_objects)
         self.target = int(rng.integers(self.n_objects))

@@ -79,3 +79,18 @@ def test_expert_reaches_the_spoken_goal_and_a_wrong_goal_pays_nothing(env_id):
     for a in (0, 0, 2, 2):
         _, reward, terminated, *_ = env.step(a)
     assert terminated and reward == 0.0
+
+
+def test_goto_layouts():
+    stations = gym.make("dtkit/SpokenGoTo-v0")
+    for seed in range(5):
+        stations.reset(seed=seed)
+        u = stations.unwrapped
+        assert tuple(u.agent) == (2, 2) and {tuple(c) for c in u.objects} <= {(0, 2), (2, 0), (2, 4), (4, 2)}
+        assert len(set(u.colours.tolist())) == 3
+    scattered = gym.make("dtkit/SpokenGoTo-v0", layout="random")
+    cells = set()
+    for seed in range(5):
+        scattered.reset(seed=seed)
+        cells |= {tuple(c) for c in scattered.unwrapped.objects}
+    assert len(cells) > 4
