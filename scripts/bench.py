@@ -169,7 +169,8 @@ def model_ms_per_step(model, num_envs: int, use_cache: bool, steps: int = 200, w
     ``steps`` is a multiple of the rebuild period (K - keep = 10), so rebuilds count in full.
     """
     rng = np.random.default_rng(0)
-    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache, cuda_graph=cuda_graph)
+    extra = {"cuda_graph": True} if cuda_graph else {}  # older checkouts (--base) have no such argument
+    policy = DTPolicy(model, num_envs=num_envs, target_return=3600.0, use_cache=use_cache, **extra)
     obs = [rng.normal(size=(num_envs, 11)) for _ in range(8)]
     ones = np.ones(num_envs)
     for t in range(warmup):
