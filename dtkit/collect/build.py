@@ -12,7 +12,7 @@ from dtkit.collect.recipe import Recipe, TierSpec
 from dtkit.collect.replay import replay_episodes
 from dtkit.collect.tiers import expert_checkpoint, rollout_tiers, select_checkpoints
 from dtkit.collect.train import PolicyIndex, load_checkpoint, prune_checkpoints, read_index, train_behaviour
-from dtkit.collect.writer import DatasetStream, dataset_build_info
+from dtkit.collect.writer import DatasetStream, datasets_to_build
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
@@ -47,18 +47,7 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path, *, force: bool = Fals
         return build_scripted(recipe, force=force, progress=progress)
     assert recipe.train is not None  # parse_recipe: a recipe without an expert has [train]
     policy_dir = Path(policy_dir)
-    todo = []
-    for spec in recipe.outputs():
-        fingerprint = recipe.fingerprint(spec)
-        info = dataset_build_info(spec.id)
-        if info is not None and not force:
-            if info.get("fingerprint") == fingerprint:
-                continue
-            raise DtkitError(
-                f"dataset {spec.id!r} already exists but was built from a different recipe or "
-                f"settings; pass force=True (--force) to rebuild it, or delete it (minari delete {spec.id})"
-            )
-        todo.append((spec, fingerprint))
+    todo = datasets_to_build(recipe, force)
     ids = [spec.id for spec in recipe.outputs()]
     if not todo:
         return ids

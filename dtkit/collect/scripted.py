@@ -36,7 +36,7 @@ from dtkit.collect.episodes import REF_STREAM, TIER_RNG_STREAM, TIER_STREAM, Epi
 from dtkit.collect.recipe import Recipe, TierSpec
 from dtkit.collect.record import RecordEpisodes
 from dtkit.collect.tiers import EpisodeSummary, TierRollout
-from dtkit.collect.writer import DatasetStream, dataset_build_info
+from dtkit.collect.writer import DatasetStream, datasets_to_build
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
@@ -133,18 +133,7 @@ def build_scripted(recipe: Recipe, *, force: bool = False, progress: bool = Fals
         >>> build_scripted(load_recipe("doorkey"))  # doctest: +SKIP
         ['dtkit/doorkey/mixed-v0']
     """
-    todo = []
-    for spec in recipe.outputs():
-        fingerprint = recipe.fingerprint(spec)
-        info = dataset_build_info(spec.id)
-        if info is not None and not force:
-            if info.get("fingerprint") == fingerprint:
-                continue
-            raise DtkitError(
-                f"dataset {spec.id!r} already exists but was built from a different recipe or "
-                f"settings; pass force=True (--force) to rebuild it, or delete it (minari delete {spec.id})"
-            )
-        todo.append((spec, fingerprint))
+    todo = datasets_to_build(recipe, force)
     ids = [spec.id for spec in recipe.outputs()]
     if not todo:
         return ids
