@@ -9,7 +9,18 @@ from typing import Any
 from dtkit.encoders.base import EncoderConfig
 from dtkit.errors import DtkitError
 
-__all__ = ["per_key_encoders"]
+__all__ = ["json_object", "per_key_encoders"]
+
+
+def json_object(text: str, flag: str, example: str) -> dict[str, Any]:
+    """A flag's JSON object, or one clear error (parsing JSON also guarantees the params can be saved)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DtkitError(f"{flag}: {text!r} is not valid JSON ({exc}); write e.g. {example}") from None
+    if not isinstance(value, dict):
+        raise DtkitError(f"{flag} must be a JSON object, got {text!r}; write e.g. {example}")
+    return value
 
 
 def _split(item: str, flag: str, example: str) -> tuple[str, str]:
@@ -38,13 +49,7 @@ def per_key_encoders(encoders: Sequence[str], params: Sequence[str], keys: Seque
     kwargs: dict[str, dict[str, Any]] = {}
     for item in params:
         key, text = _split(item, "--encoder-params", "image='{\"patch\": 8}'")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DtkitError(f"--encoder-params for key {key!r}: {text!r} is not valid JSON ({exc}); write e.g. {key}='{{\"patch\": 8}}'") from None
-        if not isinstance(value, dict):
-            raise DtkitError(f"--encoder-params for key {key!r} must be a JSON object, got {text!r}; write e.g. {key}='{{\"patch\": 8}}'")
-        kwargs[key] = value
+        kwargs[key] = json_object(text, f"--encoder-params for key {key!r}", f"{key}='{{\"patch\": 8}}'")
     unknown = sorted((set(names) | set(kwargs)) - set(keys))
     if unknown:
         raise DtkitError(f"--encoder/--encoder-params name observation key(s) {unknown} that the dataset lacks; its keys are {list(keys)}")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dtkit.encoders.choice import json_object
 from dtkit.errors import DtkitError
 from dtkit.model import DecisionTransformer
 
@@ -64,14 +65,8 @@ def check_settings(cfg: Any) -> None:
 
 
 def encoder_params(text: str) -> dict[str, Any]:
-    """``--obs-encoder-params`` as a dict, or a clear error (parsing JSON also guarantees it can be saved)."""
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DtkitError(f"--obs-encoder-params {text!r} is not valid JSON ({exc}); write e.g. '{{\"hidden\": 256}}'") from None
-    if not isinstance(params, dict):
-        raise DtkitError(f"--obs-encoder-params must be a JSON object, got {text!r}; write e.g. '{{\"hidden\": 256}}'")
-    return params
+    """``--obs-encoder-params`` as a dict, or a clear error."""
+    return json_object(text, "--obs-encoder-params", "'{\"hidden\": 256}'")
 
 
 def check_json_params(key: str, params: dict[str, Any]) -> None:
