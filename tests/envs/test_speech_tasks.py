@@ -82,12 +82,18 @@ def test_expert_reaches_the_spoken_goal_and_a_wrong_goal_pays_nothing(env_id):
 
 
 def test_goto_layouts():
-    stations = gym.make("dtkit/SpokenGoTo-v0")
-    for seed in range(5):
-        stations.reset(seed=seed)
-        u = stations.unwrapped
-        assert tuple(u.agent) == (2, 2) and {tuple(c) for c in u.objects} <= {(0, 2), (2, 0), (2, 4), (4, 2)}
-        assert len(set(u.colours.tolist())) == 3
+    wall_middles = {(0, 2), (2, 0), (2, 4), (4, 2)}
+    turned = gym.make("dtkit/SpokenGoTo-v0")  # "rotations": all four colours, one fixed cyclic order, turned
+    orders = set()
+    for seed in range(12):
+        turned.reset(seed=seed)
+        u = turned.unwrapped
+        assert tuple(u.agent) == (2, 2) and {tuple(c) for c in u.objects} == wall_middles
+        orders.add(tuple(map(tuple, u.objects[np.argsort(u.colours)])))
+    assert len(orders) == 4  # four quarter turns, nothing else
+    stations = gym.make("dtkit/SpokenGoTo-v0", layout="stations")
+    stations.reset(seed=0)
+    assert {tuple(c) for c in stations.unwrapped.objects} < wall_middles and len(set(stations.unwrapped.colours.tolist())) == 3
     scattered = gym.make("dtkit/SpokenGoTo-v0", layout="random")
     cells = set()
     for seed in range(5):
