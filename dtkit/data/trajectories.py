@@ -207,11 +207,12 @@ def load_trajectories(dataset_id: str) -> Trajectories:
 
 
 def _dataset_folder(dataset_id: str) -> Any:
-    import os
+    """Where Minari keeps ``dataset_id``, resolved by Minari itself (its root and environment variable)."""
     from pathlib import Path
 
-    root = os.environ.get("MINARI_DATASETS_PATH") or str(Path.home() / ".minari" / "datasets")
-    return Path(root) / dataset_id
+    from minari.storage import get_dataset_path
+
+    return Path(get_dataset_path()) / dataset_id
 
 
 def _explain_unlisted(dataset_id: str) -> None:
