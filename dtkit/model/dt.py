@@ -319,8 +319,3 @@ def _padding_kind(mask: torch.Tensor | None) -> tuple[bool, bool]:
     right = (mask[:, 1:] <= mask[:, :-1]).all()  # True, then only False, along each row
     padded, right_padded = torch.stack([has_pad, right]).tolist()
     return bool(padded), bool(right_padded)
-
-
-def _one_step(fields: dict[str, Any]) -> dict[str, Any]:
-    """Give every tensor (also inside the obs dict) a time axis of length 1: (B, ...) -> (B, 1, ...)."""
-    return {k: ({kk: vv[:, None] for kk, vv in v.items()} if isinstance(v, dict) else v[:, None]) for k, v in fields.items()}
