@@ -10,7 +10,8 @@ import torch
 import dtkit.trainer.loop as loop
 from dtkit.cli import main
 from dtkit.errors import DtkitError
-from dtkit.trainer.checks import FiniteLossWatch
+from dtkit.trainer import TrainConfig
+from dtkit.trainer.checks import FiniteLossWatch, check_resume_flags
 
 ARGS = ["--steps", "12", "--batch-size", "4", "--context-len", "4", "--log-every", "100", "--checkpoint-every", "4",
         "--eval-episodes", "1", "--eval-envs", "1", "--warmup-steps", "1", "--model.d-model", "16", "--model.n-layer", "1",
@@ -76,3 +77,11 @@ def test_encoder_params_json_cannot_hold_are_refused_before_training(make_datase
     with pytest.raises(DtkitError, match="not JSON-serialisable"):
         train(cfg, obs_encoders={"obs": EncoderConfig("mlp", {"hidden": object()})})
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_changed_key_order():
+    # The key order lays out each step's tokens; a resumed run with another order would be another model.
+    saved = TrainConfig(dataset="test/speech/mixed-v0", obs_order=("audio", "image")).to_dict()
+    check_resume_flags(saved, TrainConfig(dataset="test/speech/mixed-v0", obs_order=("audio", "image")), "runs/x")
+    with pytest.raises(DtkitError, match=r"--obs-order \['audio', 'image'\] \(checkpoint\) vs \['image', 'audio'\] \(given\)"):
+        check_resume_flags(saved, TrainConfig(dataset="test/speech/mixed-v0", obs_order=("image", "audio")), "runs/x")
