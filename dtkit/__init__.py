@@ -41,8 +41,6 @@ _EXPORTS = {
     "run_demo": "dtkit.api",
     "EvalConfig": "dtkit.api",
     "DemoConfig": "dtkit.api",
-    "CollectConfig": "dtkit.collect",
-    "run_collect": "dtkit.collect",
     "build_recipe": "dtkit.collect",
     "DtkitError": "dtkit.errors",
 }

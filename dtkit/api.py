@@ -172,7 +172,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     run_dir = cfg.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
     tcfg = replace(cfg.train, steps=cfg.steps, run_dir=run_dir, target_returns=(cfg.target_return,), eval_episodes=cfg.episodes)
     check_config(tcfg.resolved())  # a bad setting fails now, not after minutes of building the dataset
-    dataset_id = build_recipe("cartpole", progress=cfg.progress)
+    (dataset_id,) = build_recipe("cartpole", progress=cfg.progress)
     traj = load_trajectories(dataset_id)
     tcfg = replace(tcfg, dataset=dataset_id)
     result = train(tcfg, progress=cfg.progress)

@@ -17,22 +17,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     import tyro
 
     from dtkit.api import DemoConfig, EvalConfig, run_demo, run_eval
-    from dtkit.collect import CollectConfig, run_collect
-    from dtkit.collect.catalog import DatasetsConfig, run_datasets
+    from dtkit.collect.catalog import DatasetsConfig, collect_argv, run_datasets
     from dtkit.errors import DtkitError
     from dtkit.trainer import TrainConfig, train
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["collect"]:  # deprecated alias of `dtkit datasets build`, kept for one release
+        try:
+            args = collect_argv(args[1:])
+        except DtkitError as exc:
+            print(f"dtkit: error: {exc}", file=sys.stderr)
+            return 2
+        print("dtkit: `dtkit collect` is deprecated and will be removed; use `dtkit datasets build`", file=sys.stderr)
     cfg = tyro.extras.subcommand_cli_from_dict(
-        {"collect": CollectConfig, "datasets": DatasetsConfig, "train": TrainConfig, "eval": EvalConfig,
-         "demo": DemoConfig},
+        {"datasets": DatasetsConfig, "train": TrainConfig, "eval": EvalConfig, "demo": DemoConfig},
         prog="dtkit",
-        description="dtkit: decision transformers trained on local Minari datasets.",
-        args=argv,
+        description="dtkit: decision transformers trained on local Minari datasets. "
+                    "`dtkit collect` is a deprecated alias of `dtkit datasets build`.",
+        args=args,
     )
     try:
-        if isinstance(cfg, CollectConfig):
-            print(f"dataset ready: {run_collect(cfg)}")
-        elif isinstance(cfg, DatasetsConfig):
+        if isinstance(cfg, DatasetsConfig):
             print(run_datasets(cfg))
         elif isinstance(cfg, TrainConfig):
             result = train(cfg)

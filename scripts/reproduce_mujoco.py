@@ -67,7 +67,7 @@ def dataset_ids(recipe: str, tiny: bool, wanted: tuple[str, ...] = DATASETS) -> 
 
     spec = load_recipe(recipe)
     if tiny:
-        catalog.build(recipe, tiny=True, progress=False)
+        catalog.build_recipe(recipe, tiny=True, progress=False)
         spec = catalog.tiny_recipe(spec)
     ids = {d.id.split("/")[-1].rsplit("-v", 1)[0]: d.id for d in spec.outputs()}
     missing = [d for d in wanted if d not in ids]

@@ -304,12 +304,16 @@ CASES: dict[str, Case] = {
     "demo-steps-zero": Case(["demo", "--steps", "0", "--no-progress"], ["--steps=0"]),
     "demo-bad-model": Case(["demo", "--train.model.n-head", "3", "--no-progress"], ["--model.n-head=3"]),
     # collection
-    "collect-unknown-env": Case(["collect", "--env-id", "Nothing-v0", "--algo", "ppo", "--no-progress"], ["'Nothing-v0'"]),
-    "collect-bad-tier": Case(["collect", "--env-id", "CartPole-v1", "--algo", "ppo", "--tiers", "random:0", "--no-progress"],
-                             ["bad tier 'random:0'"]),
-    "collect-zero-train-steps": Case(["collect", "--env-id", "CartPole-v1", "--algo", "ppo", "--train-steps", "0", "--no-progress"],
-                                     ["train_steps"]),
-    "collect-unknown-recipe": Case(["collect", "--recipe", "nosuch", "--no-progress"], ["unknown recipe 'nosuch'"]),
+    "build-unknown-env": Case(["datasets", "build", "cartpole", "--set", "env_id=Nothing-v0", "--no-progress"],
+                              ["'Nothing-v0'"]),
+    "build-bad-tier": Case(["datasets", "build", "cartpole", "--set", "tiers[0].episodes=0", "--no-progress"],
+                           ["cartpole.toml", "`tiers[0].episodes` must be a positive integer"]),
+    "build-zero-train-steps": Case(["datasets", "build", "cartpole", "--set", "train.steps=0", "--no-progress"],
+                                   ["`train.steps`"]),
+    "build-unknown-key": Case(["datasets", "build", "cartpole", "--set", "train.stepz=9", "--no-progress"],
+                              ["`train.stepz` is not a known key", "did you mean `steps`"]),
+    "build-unknown-recipe": Case(["datasets", "build", "nosuch", "--no-progress"], ["unknown recipe 'nosuch'"]),
+    "collect-removed-flag": Case(["collect", "--env-id", "CartPole-v1", "--algo", "ppo"], ["--env-id", "--set env_id=VALUE"]),
     "datasets-info-unknown": Case(["datasets", "info", "nosuchrecipe"], ["nosuchrecipe"]),
 }
 

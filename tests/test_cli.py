@@ -35,7 +35,7 @@ def _error_line(capsys):
 
 
 def test_help_for_every_command(capsys):
-    for cmd in ("collect", "train", "eval", "demo"):
+    for cmd in ("datasets", "train", "eval", "demo"):
         with pytest.raises(SystemExit) as exit_:
             main([cmd, "--help"])
         assert exit_.value.code == 0
@@ -146,12 +146,15 @@ def test_behaviour_cloning_through_the_same_trunk(make_dataset, tmp_path):
     assert low["episode_returns"] == high["episode_returns"]
 
 
-def test_collect_then_train(tmp_path, capsys):
-    """The whole CLI path on a tiny behaviour run: collect -> train (with its final evaluation)."""
-    assert main(["collect", "--env-id", "CartPole-v1", "--algo", "ppo", "--train-steps", "256", "--checkpoint-every", "128",
-                 "--tiers", "random:3", "expert:2", "--dataset-id", "test/cartpole/cli-v0",
+def test_build_then_train(tmp_path, capsys):
+    """The whole CLI path on a tiny behaviour run: datasets build (a recipe file with --set) -> train (with its final evaluation)."""
+    recipe = tmp_path / "cli.toml"
+    recipe.write_text('env_id = "CartPole-v1"\ndataset_id = "test/cartpole/cli-v0"\nref_episodes = 3\n'
+                      '[train]\nalgo = "ppo"\nsteps = 256\ncheckpoint_every = 128\neval_episodes = 2\n'
+                      '[[tiers]]\npolicy = "random"\nepisodes = 3\n[[tiers]]\npolicy = "expert"\nepisodes = 1\n')
+    assert main(["datasets", "build", str(recipe), "--set", "tiers[1].episodes=2", "train.hyperparams={n_steps=64}",
                  "--policy-dir", str(tmp_path / "policies"), "--no-progress"]) == 0
-    assert "test/cartpole/cli-v0" in capsys.readouterr().out
+    assert "dataset ready: test/cartpole/cli-v0" in capsys.readouterr().out
     run = tmp_path / "run"
     assert main(["train", "--dataset", "test/cartpole/cli-v0", "--run-dir", str(run), *TINY, "--no-progress"]) == 0
     report = json.loads((run / "eval.json").read_text())

@@ -1,17 +1,17 @@
 """dtkit.collect: behaviour data from Stable-Baselines3 agents or scripted experts into local Minari datasets.
 
-Recipes (``datasets/*.toml``) say what to train and which quality tiers to roll
-out; this package trains the agent with evaluated checkpoints, picks a
-checkpoint per tier (random / medium / medium-replay / expert, as in D4RL),
-rolls the tiers out and streams each of the recipe's Minari datasets to disk,
-published atomically with a data card. A recipe may instead name a scripted
-expert (``dtkit.collect.scripted``). ``dtkit.collect.catalog`` is the
-``dtkit datasets`` command.
+Recipes (``datasets/*.toml``, parsed into the dataclasses of
+``dtkit.collect.recipe``) say what to train, or which scripted expert to run,
+and which quality tiers to roll out; this package trains the agent with
+evaluated checkpoints, picks a checkpoint per tier (random / medium /
+medium-replay / expert, as in D4RL), rolls the tiers out and streams each of
+the recipe's Minari datasets to disk, published atomically with a data card.
+:func:`build_recipe` (``dtkit datasets build``) is the one front end.
 
 Example:
     >>> from dtkit.collect import build_recipe
     >>> build_recipe("cartpole", progress=False)  # doctest: +SKIP
-    'dtkit/cartpole/mixed-v0'
+    ['dtkit/cartpole/mixed-v0']
 
 SB3 and minari are imported only when something is trained or written, so
 importing this package stays cheap for the CLI.
@@ -19,19 +19,17 @@ importing this package stays cheap for the CLI.
 
 from __future__ import annotations
 
-from dtkit.collect.build import build_dataset, build_datasets
+from dtkit.collect.build import build_datasets
 from dtkit.collect.card import read_card
-from dtkit.collect.config import CollectConfig, build_recipe, resolve_recipe, run_collect
+from dtkit.collect.catalog import build_recipe, tiny_recipe
 from dtkit.collect.episodes import Episode, evaluate, run_episodes
 from dtkit.collect.recipe import DatasetSpec, Recipe, TierSpec, TrainSpec, list_recipes, load_recipe, parse_recipe, recipe_dir
 from dtkit.collect.replay import replay_episodes
 from dtkit.collect.tiers import TierRollout, rollout_tiers, select_checkpoints
 from dtkit.collect.train import Checkpoint, PolicyIndex, load_checkpoint, prune_checkpoints, read_index, train_behaviour
-from dtkit.collect.writer import write_dataset
 
 __all__ = [
     "Checkpoint",
-    "CollectConfig",
     "DatasetSpec",
     "Episode",
     "PolicyIndex",
@@ -39,7 +37,6 @@ __all__ = [
     "TierRollout",
     "TierSpec",
     "TrainSpec",
-    "build_dataset",
     "build_datasets",
     "build_recipe",
     "evaluate",
@@ -52,11 +49,9 @@ __all__ = [
     "read_index",
     "recipe_dir",
     "replay_episodes",
-    "resolve_recipe",
     "rollout_tiers",
-    "run_collect",
     "run_episodes",
     "select_checkpoints",
+    "tiny_recipe",
     "train_behaviour",
-    "write_dataset",
 ]

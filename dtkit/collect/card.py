@@ -1,7 +1,7 @@
 """Data cards: what a built dataset holds, as JSON and as markdown, beside its ``data/``.
 
 The card is written into the staged dataset folder before it is renamed into
-place (:func:`dtkit.collect.writer.write_dataset`), so a dataset never appears
+place (:meth:`dtkit.collect.writer.DatasetStream.finish`), so a dataset never appears
 without its card. It holds no timestamps: the same build gives the same card.
 """
 

@@ -1,30 +1,35 @@
-"""``dtkit datasets list | info NAME | build NAME``: the recipes in ``datasets/`` as a catalogue.
+"""``dtkit datasets list | info NAME | build NAME``: the one front end for building datasets.
 
-``list`` shows every recipe with its dataset ids and whether each is built;
-``info`` prints a recipe and the data cards of its built datasets; ``build``
-trains (or loads) the behaviour policies and builds every dataset of a recipe.
-``--tiny`` shrinks any recipe to a few hundred training steps and a few
-episodes (of at most 100 steps) per tier, under ids in a ``<namespace>-tiny/``
-namespace, so every recipe can be exercised end to end in seconds (the tests do).
+``build`` takes a recipe name in ``datasets/`` or a path to any recipe
+``.toml``, with ``--set KEY=VALUE`` overrides, and builds every dataset of it
+(training or loading SB3 policies, or running a scripted expert); ``list``
+shows every recipe with its dataset ids and whether each is built; ``info``
+prints a recipe and the data cards of its built datasets. ``--tiny`` shrinks
+any recipe to a few hundred training steps and a few episodes (of at most 100
+steps) per tier, under ids in a ``<namespace>-tiny/`` namespace, so every recipe
+can be exercised end to end in seconds (the tests do). :func:`build_recipe` is
+the same from Python. ``dtkit collect`` is a deprecated alias of ``build``
+(:func:`collect_argv`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tyro
 
+from dtkit.collect.build import default_policy_dir
 from dtkit.collect.card import CARD_MD, read_card
-from dtkit.collect.config import default_policy_dir
 from dtkit.collect.recipe import DatasetSpec, Recipe, list_recipes, load_recipe, recipe_dir
 from dtkit.collect.writer import dataset_build_info, datasets_root
 from dtkit.errors import DtkitError
 
-__all__ = ["DatasetsConfig", "build", "info_text", "list_text", "run_datasets", "tiny_recipe"]
+__all__ = ["DatasetsConfig", "build_recipe", "collect_argv", "info_text", "list_text", "run_datasets", "tiny_recipe"]
 
 # What --tiny keeps of a recipe's training: two checkpoints of a few dozen steps,
 # small networks, and batches/buffers that fit (only keys the algorithm takes).
@@ -42,12 +47,14 @@ _TINY_MAX_EPISODE_STEPS = 100
 
 @dataclass(frozen=True)
 class DatasetsConfig:
-    """List, describe or build the datasets of the recipes in datasets/ (D4RL-style tiers)."""
+    """Build, list or describe datasets made from recipes: datasets/*.toml or your own recipe file (D4RL-style tiers)."""
 
     action: Annotated[Literal["list", "info", "build"], tyro.conf.Positional] = "list"
-    """list: recipes, their dataset ids and whether each is built; info NAME: a recipe and its data cards; build NAME: train (or load) the policies and build every dataset of the recipe."""
+    """list: recipes, their dataset ids and whether each is built; info NAME: a recipe and its data cards; build NAME: train (or load) the SB3 policies, or run the scripted expert, and build every dataset of the recipe."""
     name: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="NAME")] = None
-    """Recipe name (e.g. hopper), or for info also a dataset id (e.g. dtkit/hopper/medium-v0)."""
+    """Recipe name (e.g. hopper) or path to a recipe .toml; for info also a dataset id (e.g. dtkit/hopper/medium-v0)."""
+    overrides: Annotated[tuple[str, ...], tyro.conf.arg(name="set", metavar="KEY=VALUE")] = ()
+    """Change recipe keys before building, each checked like the file: e.g. --set train.steps=5000 seed=3 tiers[0].episodes=10 env_id=Acrobot-v1 (VALUE is TOML; a bare word is a string)."""
     force: bool = False
     """Rebuild datasets that already exist (the trained policies are kept)."""
     tiny: bool = False
@@ -118,8 +125,8 @@ def _tiny_id(dataset_id: str) -> str:
     return f"{head}-tiny/{rest}" if sep else f"tiny/{dataset_id}"
 
 
-def _recipe(name: str, tiny: bool) -> Recipe:
-    recipe = load_recipe(name)  # an unknown name lists the known ones
+def _recipe(name: str, tiny: bool, overrides: Sequence[str] = ()) -> Recipe:
+    recipe = load_recipe(name, overrides)  # an unknown name lists the known ones
     return tiny_recipe(recipe) if tiny else recipe
 
 
@@ -165,10 +172,10 @@ def list_text(*, tiny: bool = False) -> str:
     return "\n".join(lines) if lines else f"no recipes in {recipe_dir()}"
 
 
-def _recipe_for(name: str, tiny: bool) -> tuple[Recipe, list[DatasetSpec]]:
-    """The recipe named ``name``, or the one that makes dataset ``name``, and the datasets asked about."""
-    if "/" not in name:
-        recipe = _recipe(name, tiny)
+def _recipe_for(name: str, tiny: bool, overrides: Sequence[str]) -> tuple[Recipe, list[DatasetSpec]]:
+    """The recipe named ``name`` (or at that path), or the one that makes dataset ``name``, and the datasets asked about."""
+    if "/" not in name or name.endswith(".toml"):
+        recipe = _recipe(name, tiny, overrides)
         return recipe, list(recipe.outputs())
     tiny = tiny or name.split("/")[0].endswith("-tiny")  # a tiny id needs no --tiny
     for rname in list_recipes():
@@ -183,13 +190,13 @@ def _recipe_for(name: str, tiny: bool) -> tuple[Recipe, list[DatasetSpec]]:
                      f"(known recipes: {', '.join(list_recipes())})")
 
 
-def info_text(name: str, *, tiny: bool = False) -> str:
+def info_text(name: str, *, tiny: bool = False, overrides: Sequence[str] = ()) -> str:
     """A recipe (or the recipe of a dataset id) and the data cards of its built datasets.
 
     A local dataset that no recipe made gets a card read from its data.
     """
     try:
-        recipe, specs = _recipe_for(name, tiny)
+        recipe, specs = _recipe_for(name, tiny, overrides)
     except DtkitError:
         import minari
 
@@ -232,33 +239,56 @@ def _tier_text(t: Any) -> str:
     return f"{t.name} ({t.policy}{pick}, {count})"
 
 
-def build(name: str, *, force: bool = False, tiny: bool = False, progress: bool = True,
-          policy_dir: Path | None = None) -> list[str]:
-    """Build every dataset of recipe ``name``; datasets already built from it are kept.
+def build_recipe(name: str | Path, *, tiny: bool = False, force: bool = False, progress: bool = True,
+                 policy_dir: Path | None = None, overrides: Sequence[str] = ()) -> list[str]:
+    """Build every dataset of recipe ``name`` (or of the recipe file at that path); return their ids.
+
+    Datasets already built from the same recipe are kept (returned at once).
+    ``overrides`` are ``KEY=VALUE`` edits of the recipe (see :func:`load_recipe`).
 
     Example:
-        >>> build("hopper", tiny=True, progress=False)  # doctest: +SKIP
-        ['dtkit-tiny/hopper/random-v0', 'dtkit-tiny/hopper/medium-v0', ...]
+        >>> build_recipe("cartpole", progress=False)  # doctest: +SKIP
+        ['dtkit/cartpole/mixed-v0']
     """
     from dtkit.collect.build import build_datasets
 
-    recipe = _recipe(name, tiny)
-    if recipe.train is None:
-        return build_datasets(recipe, policy_dir or Path("."), force=force, progress=progress)
-    # A tiny build never touches the shipped policies: it trains into the user cache.
-    folder = policy_dir or default_policy_dir(recipe, packaged=not tiny)
-    return build_datasets(recipe, folder, force=force, progress=progress)
+    recipe = _recipe(str(name), tiny, overrides)
+    if policy_dir is None and recipe.train is not None:
+        # Only an unchanged recipe of datasets/ uses the shipped policies; a tiny or edited one trains in the cache.
+        packaged = not (tiny or overrides or str(name).endswith(".toml"))
+        policy_dir = default_policy_dir(recipe, packaged)
+    return build_datasets(recipe, policy_dir, force=force, progress=progress)
 
 
 def run_datasets(cfg: DatasetsConfig) -> str:
     """Carry out ``dtkit datasets ...`` and return what to print."""
     if cfg.action == "list":
-        if cfg.name is not None:
-            raise DtkitError(f"`dtkit datasets list` takes no name (got {cfg.name!r}); try `dtkit datasets info {cfg.name}`")
+        if cfg.name is not None or cfg.overrides:
+            raise DtkitError(f"`dtkit datasets list` takes no name or --set (got {cfg.name or cfg.overrides[0]!r}); "
+                             f"try `dtkit datasets info {cfg.name or 'NAME'}`")
         return list_text(tiny=cfg.tiny)
     if cfg.name is None:
         raise DtkitError(f"`dtkit datasets {cfg.action}` needs a recipe name, one of: {', '.join(list_recipes())}")
     if cfg.action == "info":
-        return info_text(cfg.name, tiny=cfg.tiny)
-    ids = build(cfg.name, force=cfg.force, tiny=cfg.tiny, progress=cfg.progress, policy_dir=cfg.policy_dir)
+        return info_text(cfg.name, tiny=cfg.tiny, overrides=cfg.overrides)
+    ids = build_recipe(cfg.name, force=cfg.force, tiny=cfg.tiny, progress=cfg.progress, policy_dir=cfg.policy_dir,
+                       overrides=cfg.overrides)
     return "\n".join(f"dataset ready: {i}" for i in ids)
+
+
+def collect_argv(args: Sequence[str]) -> list[str]:
+    """``dtkit collect --recipe NAME ...`` (deprecated) as the ``dtkit datasets build NAME ...`` it stands for.
+
+    Its flags that set a recipe key (``--env-id``, ``--train-steps``, ...) are
+    gone; each is refused with the ``--set`` that replaces it.
+    """
+    args = list(args)
+    for flag in ("--env-id", "--algo", "--train-steps", "--checkpoint-every", "--tiers", "--seed", "--dataset-id"):
+        if any(a.split("=")[0] == flag for a in args):
+            key = flag[2:].replace("-", "_").replace("train_steps", "train.steps").replace("algo", "train.algo")
+            raise DtkitError(f"`dtkit collect {flag}` is gone: use `dtkit datasets build RECIPE --set {key}=VALUE` "
+                             f"(RECIPE a name in datasets/ or your own .toml; see datasets/cartpole.toml)")
+    if "--recipe" in args[:-1]:
+        at = args.index("--recipe")
+        args[at:at + 2] = [args[at + 1]]
+    return ["datasets", "build", *args]

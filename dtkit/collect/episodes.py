@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from dtkit.collect.record import Episode, RecordEpisodes, stack
 from dtkit.gym_env import make_env
 
 __all__ = [
@@ -36,34 +36,9 @@ Actor = Callable[[Any], np.ndarray]
 EVAL_STREAM, REF_STREAM, TIER_STREAM, TIER_RNG_STREAM = 1, 2, 3, 4
 
 
-@dataclass
-class Episode:
-    """One finished episode as numpy arrays (``observations`` has one more row)."""
-
-    seed: int | None  # the reset seed; None for replay-buffer episodes (training resets are not seeded one by one)
-    observations: Any  # (n+1, *obs_shape), or a dict of such arrays
-    actions: np.ndarray  # (n, *act_shape)
-    rewards: np.ndarray  # (n,)
-    terminations: np.ndarray  # (n,) bool
-    truncations: np.ndarray  # (n,) bool
-
-    def __len__(self) -> int:
-        return len(self.rewards)
-
-    @property
-    def ret(self) -> float:
-        return float(self.rewards.sum())
-
-
 def episode_seed(base: int, stream: int, index: int, *extra: int) -> int:
     """A reset seed that depends only on (base seed, stream, index): stateless and stable."""
     return int(np.random.SeedSequence([base, stream, *extra, index]).generate_state(1)[0])
-
-
-def _stack(items: list[Any]) -> Any:
-    if isinstance(items[0], dict):
-        return {k: _stack([it[k] for it in items]) for k in items[0]}
-    return np.stack(items)
 
 
 def run_episodes(
@@ -94,23 +69,21 @@ def run_episodes(
     """
     if (episodes is None) == (transitions is None):
         raise ValueError("pass exactly one of episodes or transitions")
-    limit = episodes if episodes is not None else None
-    envs = [make_env(env_id) for _ in range(n_parallel if limit is None else min(n_parallel, limit))]
+    n = n_parallel if episodes is None else min(n_parallel, episodes)
     done: dict[int, Episode] = {}  # finished, not yet handed out (an earlier episode still runs)
+    index_of: list[int | None] = [None] * n  # the episode each env plays; None once there are no more
+    envs = [RecordEpisodes(make_env(env_id), lambda ep, slot=slot: done.__setitem__(index_of[slot], ep))
+            for slot in range(n)]
+    obs: list[Any] = [None] * n
     out: list[Episode] = []
-    handed, held_steps = 0, 0
-    running: list[dict[str, Any] | None] = [None] * len(envs)
-    next_index = 0
+    next_index, handed, held_steps = 0, 0, 0
 
     def start(slot: int) -> None:
         nonlocal next_index
-        if limit is not None and next_index >= limit:
-            running[slot] = None
-            return
-        seed = seed_for(next_index)
-        obs, _ = envs[slot].reset(seed=seed)
-        running[slot] = {"i": next_index, "seed": seed, "obs": [obs], "act": [], "rew": [], "term": [], "trunc": []}
-        next_index += 1
+        index_of[slot] = None if episodes is not None and next_index >= episodes else next_index
+        if index_of[slot] is not None:
+            obs[slot], _ = envs[slot].reset(seed=seed_for(next_index))
+            next_index += 1
 
     def hand_out() -> bool:
         """Hand out finished episodes in index order; True once ``transitions`` steps are held."""
@@ -128,29 +101,14 @@ def run_episodes(
         return False
 
     try:
-        for slot in range(len(envs)):
+        for slot in range(n):
             start(slot)
-        while any(r is not None for r in running):
-            active = [s for s, r in enumerate(running) if r is not None]
-            actions = actor(_stack([running[s]["obs"][-1] for s in active]))
+        while any(i is not None for i in index_of):
+            active = [s for s in range(n) if index_of[s] is not None]
+            actions = actor(stack([obs[s] for s in active]))
             for row, slot in enumerate(active):
-                r = running[slot]
-                obs, rew, term, trunc, _ = envs[slot].step(actions[row])
-                r["obs"].append(obs)
-                r["act"].append(actions[row])
-                r["rew"].append(rew)
-                r["term"].append(term)
-                r["trunc"].append(trunc)
+                obs[slot], _, term, trunc, _ = envs[slot].step(actions[row])  # an ending episode lands in `done`
                 if term or trunc:
-                    ep = Episode(
-                        seed=r["seed"],
-                        observations=_stack(r["obs"]),
-                        actions=np.stack(r["act"]),
-                        rewards=np.asarray(r["rew"], dtype=np.float64),
-                        terminations=np.asarray(r["term"], dtype=bool),
-                        truncations=np.asarray(r["trunc"], dtype=bool),
-                    )
-                    done[r["i"]] = ep
                     start(slot)
             if hand_out():
                 return out

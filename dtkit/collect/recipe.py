@@ -3,8 +3,13 @@
 A recipe is data, not code. It names the environment, then either the SB3
 algorithm with its hyperparameters and training budget (``[train]``) or a
 scripted expert (``expert = "pkg.mod:Class"``, see :mod:`dtkit.collect.scripted`),
-and the quality tiers to roll out. Every field is checked here, so a typo fails
-with the field's name before any training.
+and the quality tiers to roll out.
+
+The dataclasses below are the schema: :func:`dtkit.collect.schema.from_table`
+checks every key and value against their fields and type hints, so a typo, a
+wrong type, a missing field or a value out of bounds is refused with the recipe
+file, the key and the fix, before anything trains. Rules that tie several fields
+together live in each class's ``__post_init__``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ import hashlib
 import importlib.resources
 import json
 import os
-import tomllib
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import tomllib
+
+from dtkit.collect.schema import Bounds, RecipeError, from_table
 from dtkit.errors import DtkitError
 
 __all__ = [
@@ -38,10 +47,13 @@ ALGOS: dict[str, str] = {
     "sac": "stable_baselines3:SAC",
     "dqn": "stable_baselines3:DQN",
 }
-TIER_POLICIES = ("random", "medium", "medium-replay", "expert")
 #: Algorithms whose replay buffer a ``medium-replay`` tier can read.
 OFF_POLICY = ("sac", "dqn")
-_MISSING = object()
+_MEDIUM = ("medium", "medium-replay")
+
+
+Positive = Annotated[int, Bounds(low=1)]
+Share = Annotated[float, Bounds(0.0, 1.0, " (a probability)")]
 
 
 @dataclass(frozen=True)
@@ -55,28 +67,54 @@ class TierSpec:
     whole episodes are collected until at least that many steps are held.
     """
 
-    name: str
-    policy: str  # "random" | "medium" | "medium-replay" | "expert"
-    episodes: int | None = None
-    transitions: int | None = None
-    deterministic: bool = True  # ignored by "random"
-    fraction: float | None = None  # medium: target normalised score in [0, 1]
+    name: str = ""  # default: the policy
+    policy: Literal["random", "medium", "medium-replay", "expert"] = "expert"
+    episodes: Positive | None = None
+    transitions: Positive | None = None
+    deterministic: bool | None = None  # default: True except for medium tiers; ignored by "random"
+    fraction: Annotated[float, Bounds(0.0, 1.0, " (a normalised score)")] | None = None  # medium: target score
     target_return: float | None = None  # medium: target return, instead of fraction
-    checkpoint: str = "best"  # expert: "best" (highest eval return) or "final"
-    epsilon: float = 0.0  # share of steps whose action is replaced by a uniform-random one
+    checkpoint: Literal["best", "final"] = "best"  # expert: highest eval return, or the last checkpoint
+    epsilon: Share = 0.0  # share of steps whose action is replaced by a uniform-random one
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.policy)
+        if self.deterministic is None:
+            object.__setattr__(self, "deterministic", self.policy not in _MEDIUM)
+        counted = [k for k in ("episodes", "transitions") if getattr(self, k) is not None]
+        if self.policy == "medium-replay":
+            if counted:
+                raise RecipeError(counted[0], "does not apply to a medium-replay tier (it holds the whole replay "
+                                              "buffer up to the medium checkpoint); remove it")
+            if self.epsilon:
+                raise RecipeError("epsilon", "does not apply to a medium-replay tier (its actions are the ones the "
+                                             "agent took); remove it")
+        elif not counted:
+            raise RecipeError("episodes", "is missing: a tier needs `episodes` or `transitions`; add one")
+        elif len(counted) == 2:
+            raise RecipeError("transitions", "cannot be combined with `episodes`; keep one")
+        targets = [k for k in ("fraction", "target_return") if getattr(self, k) is not None]
+        if self.policy in _MEDIUM and not targets:
+            raise RecipeError("fraction", f"is missing: a {self.policy} tier needs `fraction` (a normalised "
+                                          "score) or `target_return`; add one")
+        if len(targets) == 2:
+            raise RecipeError("target_return", "cannot be combined with `fraction`; keep one")
+        if self.policy not in _MEDIUM and targets:
+            raise RecipeError(targets[0], "only applies to medium and medium-replay tiers; remove it")
 
 
 @dataclass(frozen=True)
 class TrainSpec:
     """How the behaviour agent is trained and checkpointed."""
 
-    algo: str
-    steps: int
-    checkpoint_every: int
-    eval_episodes: int = 10
-    n_envs: int = 1
+    algo: Literal["ppo", "sac", "dqn"]
+    steps: Positive
+    checkpoint_every: Positive
+    eval_episodes: Positive = 10
+    n_envs: Positive = 1
     policy: str = "MlpPolicy"
-    hyperparams: dict[str, Any] = field(default_factory=dict)
+    hyperparams: dict[str, Any] = field(default_factory=dict)  # SB3 keyword arguments
     prune: bool = False  # keep only the checkpoints the tiers use
 
 
@@ -92,11 +130,18 @@ class DatasetSpec:
     tiers: tuple[str, ...]
     description: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.tiers:
+            raise RecipeError("tiers", "is empty; list the names of the tiers this dataset holds")
+        if len(set(self.tiers)) != len(self.tiers):
+            raise RecipeError("tiers", f"lists a tier twice ({list(self.tiers)}); list each once")
+
 
 @dataclass(frozen=True)
 class Recipe:
-    """A whole dataset recipe; see ``datasets/cartpole.toml`` (one dataset) and
-    ``datasets/hopper.toml`` (several, via ``[[datasets]]``) for annotated examples.
+    """A whole dataset recipe; see ``datasets/cartpole.toml`` (one dataset),
+    ``datasets/hopper.toml`` (several, via ``[[datasets]]``) and
+    ``datasets/doorkey.toml`` (a scripted expert) for annotated examples.
 
     Without ``datasets`` the recipe makes one dataset, ``dataset_id``, holding
     every tier; with ``datasets`` (then ``dataset_id`` is empty) each tier is
@@ -105,16 +150,52 @@ class Recipe:
 
     name: str
     env_id: str
-    dataset_id: str
-    train: TrainSpec | None  # None for a scripted-expert recipe
     tiers: tuple[TierSpec, ...]
+    dataset_id: str = ""
+    train: TrainSpec | None = None  # None for a scripted-expert recipe
     seed: int = 0
     description: str = ""
-    ref_episodes: int = 100  # episodes averaged for ref_min_score / ref_max_score
+    ref_episodes: Positive = 100  # episodes averaged for ref_min_score / ref_max_score
     code_permalink: str = ""
     datasets: tuple[DatasetSpec, ...] = ()
     expert: str = ""  # "pkg.mod:Class" of a scripted expert, instead of [train]
     jpeg: bool = False  # JPEG-encode image observations (lossy); the default stores them losslessly
+
+    def __post_init__(self) -> None:
+        if self.expert and self.train is not None:
+            raise RecipeError("train", "cannot be combined with `expert`: a recipe either trains an SB3 agent or "
+                                       "runs a scripted expert; remove one of them")
+        if not self.expert and self.train is None:
+            raise RecipeError("train", "is missing; add a [train] table (an SB3 agent) or `expert = "
+                                       "\"package.module:ClassName\"` (a scripted expert)")
+        if self.expert and not re.fullmatch(r"[\w.]+:\w+", self.expert):
+            raise RecipeError("expert", f"must be a class path 'package.module:ClassName', got {self.expert!r}")
+        if not self.tiers:
+            raise RecipeError("tiers", "is empty; add at least one [[tiers]] table")
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise RecipeError("tiers", f"must have unique names, got {names}; rename one")
+        for i, t in enumerate(self.tiers):
+            if self.expert and t.policy not in ("expert", "random"):
+                raise RecipeError(f"tiers[{i}].policy", f"must be 'expert' or 'random' in a scripted-expert recipe, "
+                                                        f"got {t.policy!r}")
+            if t.policy == "medium-replay" and self.train is not None and self.train.algo not in OFF_POLICY:
+                raise RecipeError(f"tiers[{i}].policy", f"medium-replay reads the replay buffer of an off-policy "
+                                                        f"agent ({', '.join(OFF_POLICY)}), but `train.algo` is "
+                                                        f"{self.train.algo!r}; change one of them")
+        if self.datasets and self.dataset_id:
+            raise RecipeError("dataset_id", "cannot be combined with [[datasets]]; give each dataset its own `id`")
+        if not self.datasets and not self.dataset_id:
+            raise RecipeError("dataset_id", "is missing; add it (one dataset of all tiers) or [[datasets]] tables "
+                                            "(several datasets, each with `id` and `tiers`)")
+        ids = [d.id for d in self.datasets]
+        if len(set(ids)) != len(ids):
+            raise RecipeError("datasets[].id", f"must be unique, got {ids}")
+        for i, d in enumerate(self.datasets):
+            unknown = [n for n in d.tiers if n not in names]
+            if unknown:
+                raise RecipeError(f"datasets[{i}].tiers", f"names tier {unknown[0]!r}, which the recipe does not "
+                                                          f"define; use one of {', '.join(names)}")
 
     @property
     def scripted(self) -> bool:
@@ -159,6 +240,9 @@ class Recipe:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+# --- finding and loading recipes -----------------------------------------------------------------
+
+
 def recipe_dir() -> Path:
     """Folder holding the recipe TOMLs and ``policies/``.
 
@@ -179,12 +263,16 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in recipe_dir().glob("*.toml"))
 
 
-def load_recipe(name: str | os.PathLike) -> Recipe:
+def load_recipe(name: str | os.PathLike, overrides: Sequence[str] = ()) -> Recipe:
     """Load a recipe by name (``"cartpole"``) or by path to a ``.toml`` file.
 
+    ``overrides`` are ``KEY=VALUE`` edits applied before checking, such as
+    ``train.steps=5000`` or ``tiers[0].episodes=10``; VALUE is read as TOML
+    (a bare word is a string).
+
     Example:
-        >>> load_recipe("cartpole").env_id
-        'CartPole-v1'
+        >>> load_recipe("cartpole", ["seed=3"]).seed
+        3
     """
     path = Path(name)
     if path.suffix != ".toml":
@@ -198,200 +286,34 @@ def load_recipe(name: str | os.PathLike) -> Recipe:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise DtkitError(f"recipe {path}: invalid TOML ({e}); fix the syntax") from e
-    return parse_recipe(data, name=path.stem, source=str(path))
+    source = str(path) + "".join(f" --set {o}" for o in overrides)
+    for text in overrides:
+        _override(data, text, source)
+    return parse_recipe(data, name=path.stem, source=source)
 
 
 def parse_recipe(data: dict[str, Any], *, name: str, source: str = "<dict>") -> Recipe:
-    """Check a recipe's fields and build a :class:`Recipe`; errors name the field."""
-    r = _Reader(data, source, "")
-    expert = r.get("expert", str, "")
-    if expert:
-        if "train" in data:
-            r.fail("train", "cannot be combined with `expert`: a recipe either trains an SB3 agent or runs a "
-                            "scripted expert; remove one of them")
-        if expert.count(":") != 1 or not all(expert.split(":")):
-            r.fail("expert", f"must be a class path 'package.module:ClassName', got {expert!r}")
-        train = None
-    else:
-        train = r.table("train")
-    tiers_raw = r.get("tiers", list)
-    if not tiers_raw:
-        raise DtkitError(f"recipe {source}: `tiers` is empty; add at least one [[tiers]] table")
-    datasets_raw = r.get("datasets", list, None)
-    if datasets_raw is None:
-        if "dataset_id" not in data:
-            r.fail("dataset_id", "is missing; add it (one dataset of all tiers) or [[datasets]] tables "
-                                 "(several datasets, each with `id` and `tiers`)")
-        dataset_id = r.get("dataset_id", str)
-    else:
-        if "dataset_id" in data:
-            r.fail("dataset_id", "cannot be combined with [[datasets]]; give each dataset its own `id` there")
-        if not datasets_raw:
-            r.fail("datasets", "is empty; add at least one [[datasets]] table, or use `dataset_id`")
-        dataset_id = ""
-    recipe = Recipe(
-        name=r.get("name", str, name),
-        env_id=r.get("env_id", str),
-        dataset_id=dataset_id,
-        seed=r.get("seed", int, 0),
-        description=r.get("description", str, ""),
-        ref_episodes=r.positive("ref_episodes", 100),
-        code_permalink=r.get("code_permalink", str, ""),
-        train=None if train is None else _parse_train(train),
-        tiers=tuple((_parse_scripted_tier if expert else _parse_tier)(_Reader(t, source, f"tiers[{i}]."))
-                    for i, t in enumerate(tiers_raw)),
-        datasets=tuple(_parse_dataset(_Reader(d, source, f"datasets[{i}].")) for i, d in enumerate(datasets_raw or ())),
-        expert=expert,
-        jpeg=r.get("jpeg", bool, False),
-    )
-    r.done()
-    names = [t.name for t in recipe.tiers]
-    if len(set(names)) != len(names):
-        raise DtkitError(f"recipe {source}: tier names must be unique, got {names}")
-    for i, t in enumerate(recipe.tiers):
-        if t.policy == "medium-replay" and recipe.train is not None and recipe.train.algo not in OFF_POLICY:
-            raise DtkitError(
-                f"recipe {source}: field `tiers[{i}].policy` medium-replay reads the replay buffer of an "
-                f"off-policy agent ({', '.join(OFF_POLICY)}), but `train.algo` is {recipe.train.algo!r}"
-            )
-    ids = [d.id for d in recipe.datasets]
-    if len(set(ids)) != len(ids):
-        raise DtkitError(f"recipe {source}: field `datasets[].id` must be unique, got {ids}")
-    for i, d in enumerate(recipe.datasets):
-        for name_ in d.tiers:
-            if name_ not in names:
-                raise DtkitError(f"recipe {source}: field `datasets[{i}].tiers` names tier {name_!r}, "
-                                 f"which the recipe does not define (its tiers: {', '.join(names)})")
-    return recipe
+    """Check a recipe's keys and values and build a :class:`Recipe`; an error names the recipe and the key."""
+    try:
+        return from_table(Recipe, {"name": name, **data})
+    except RecipeError as e:
+        raise DtkitError(f"recipe {source}: {e}") from None
 
 
-def _parse_dataset(r: _Reader) -> DatasetSpec:
-    tiers = r.get("tiers", list)
-    if not tiers or not all(isinstance(t, str) for t in tiers):
-        r.fail("tiers", f"must be a non-empty list of tier names, got {tiers!r}")
-    if len(set(tiers)) != len(tiers):
-        r.fail("tiers", f"lists a tier twice: {tiers}")
-    spec = DatasetSpec(id=r.get("id", str), tiers=tuple(tiers), description=r.get("description", str, ""))
-    r.done()
-    return spec
-
-
-def _parse_train(r: _Reader) -> TrainSpec:
-    algo = r.get("algo", str).lower()
-    if algo not in ALGOS:
-        r.fail("algo", f"must be one of {sorted(ALGOS)}, got {algo!r}")
-    spec = TrainSpec(
-        algo=algo,
-        steps=r.positive("steps"),
-        checkpoint_every=r.positive("checkpoint_every"),
-        eval_episodes=r.positive("eval_episodes", 10),
-        n_envs=r.positive("n_envs", 1),
-        policy=r.get("policy", str, "MlpPolicy"),
-        hyperparams=r.get("hyperparams", dict, {}),
-        prune=r.get("prune", bool, False),
-    )
-    r.done()
-    return spec
-
-
-def _parse_scripted_tier(r: _Reader) -> TierSpec:
-    """A tier of a scripted-expert recipe: the expert (or uniform actions) with ``epsilon`` noise."""
-    policy = r.get("policy", str, "expert")
-    if policy not in ("expert", "random"):
-        r.fail("policy", f"must be 'expert' or 'random' in a scripted-expert recipe, got {policy!r}")
-    episodes = r.positive("episodes", None)
-    transitions = r.positive("transitions", None)
-    if (episodes is None) == (transitions is None):
-        r.fail("episodes", "set exactly one of `episodes` or `transitions`")
-    epsilon = r.get("epsilon", (int, float), 0.0)
-    if not 0.0 <= epsilon <= 1.0:
-        r.fail("epsilon", f"must lie in [0, 1] (the probability of a random action at each step), got {epsilon}")
-    spec = TierSpec(name=r.get("name", str, policy), policy=policy, episodes=episodes, transitions=transitions,
-                    epsilon=float(epsilon))
-    r.done()
-    return spec
-
-
-def _parse_tier(r: _Reader) -> TierSpec:
-    policy = r.get("policy", str)
-    if policy not in TIER_POLICIES:
-        r.fail("policy", f"must be one of {list(TIER_POLICIES)}, got {policy!r}")
-    medium = policy in ("medium", "medium-replay")
-    episodes = r.positive("episodes", None)
-    transitions = r.positive("transitions", None)
-    if policy == "medium-replay":
-        if episodes is not None or transitions is not None:
-            r.fail("episodes" if episodes is not None else "transitions",
-                   "does not apply to a medium-replay tier: it holds the whole replay buffer up to the medium checkpoint")
-    elif (episodes is None) == (transitions is None):
-        r.fail("episodes", "set exactly one of `episodes` or `transitions`")
-    fraction = r.get("fraction", (int, float), None)
-    target = r.get("target_return", (int, float), None)
-    if medium and (fraction is None) == (target is None):
-        r.fail("fraction", f"a {policy} tier needs exactly one of `fraction` or `target_return`")
-    if fraction is not None and not 0.0 <= fraction <= 1.0:
-        r.fail("fraction", f"must lie in [0, 1] (a normalised score), got {fraction}")
-    if not medium and (fraction is not None or target is not None):
-        r.fail("fraction", "`fraction` / `target_return` only apply to medium and medium-replay tiers")
-    epsilon = r.get("epsilon", (int, float), 0.0)
-    if not 0.0 <= epsilon <= 1.0:
-        r.fail("epsilon", f"must lie in [0, 1] (the share of random actions), got {epsilon}")
-    if policy == "medium-replay" and epsilon:
-        r.fail("epsilon", "does not apply to a medium-replay tier: its actions are the ones the agent took")
-    checkpoint = r.get("checkpoint", str, "best")
-    if checkpoint not in ("best", "final"):
-        r.fail("checkpoint", f"must be 'best' or 'final', got {checkpoint!r}")
-    spec = TierSpec(
-        name=r.get("name", str, policy),
-        policy=policy,
-        episodes=episodes,
-        transitions=transitions,
-        deterministic=r.get("deterministic", bool, not medium),
-        fraction=None if fraction is None else float(fraction),
-        target_return=None if target is None else float(target),
-        checkpoint=checkpoint,
-        epsilon=float(epsilon),
-    )
-    r.done()
-    return spec
-
-
-class _Reader:
-    """Reads one TOML table, tracking which keys were used so leftovers are typos."""
-
-    def __init__(self, data: Any, source: str, prefix: str) -> None:
-        if not isinstance(data, dict):
-            raise DtkitError(f"recipe {source}: `{prefix.rstrip('.')}` must be a table")
-        self.data, self.source, self.prefix, self.used = data, source, prefix, set()
-
-    def fail(self, key: str, why: str) -> None:
-        raise DtkitError(f"recipe {self.source}: field `{self.prefix}{key}` {why}")
-
-    def get(self, key: str, typ: type | tuple[type, ...], default: Any = _MISSING) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if default is _MISSING:
-                self.fail(key, "is missing; add it to the recipe")
-            return default
-        value = self.data[key]
-        # bool is an int subclass: `steps = true` must not pass as an integer.
-        bad_bool = isinstance(value, bool) and typ is not bool
-        if bad_bool or not isinstance(value, typ):
-            want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-            self.fail(key, f"must be {want}, got {value!r} ({type(value).__name__})")
-        return value
-
-    def positive(self, key: str, default: Any = _MISSING) -> Any:
-        value = self.get(key, int, default)
-        if value is not None and value <= 0:
-            self.fail(key, f"must be a positive integer, got {value}")
-        return value
-
-    def table(self, key: str) -> _Reader:
-        return _Reader(self.get(key, dict), self.source, f"{self.prefix}{key}.")
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.used))
-            self.fail(unknown[0], f"is not a known field (known: {known}); check the spelling")
+def _override(data: dict[str, Any], text: str, source: str) -> None:
+    """Apply ``KEY=VALUE`` (KEY dotted, with ``[i]`` list indices) to the raw TOML ``data``."""
+    key, sep, raw = (s.strip() for s in text.partition("="))
+    if not sep or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*|\[\d+\])*", key):
+        raise DtkitError(f"--set {text!r}: write KEY=VALUE, e.g. train.steps=5000 or tiers[0].episodes=10")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word (an env id) is a string
+    *parents, last = [int(i) if i else p for p, i in re.findall(r"([A-Za-z_]\w*)|\[(\d+)\]", key)]
+    node: Any = data
+    try:
+        for step in parents:  # a missing table is created: `--set train.steps=10` on a recipe without [train]
+            node = node.setdefault(step, {}) if isinstance(step, str) else node[step]
+        node[last] = value
+    except (IndexError, KeyError, AttributeError, TypeError):
+        raise DtkitError(f"recipe {source}: `{key}` does not exist; check the key") from None

@@ -10,19 +10,38 @@ that writes it to disk holds one episode in memory at a time.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from dtkit.collect.episodes import Episode
-
-__all__ = ["RecordEpisodes"]
+__all__ = ["Episode", "RecordEpisodes", "stack"]
 
 
-def _stack(items: list[Any]) -> Any:
+@dataclass
+class Episode:
+    """One finished episode as numpy arrays (``observations`` has one more row)."""
+
+    seed: int | None  # the reset seed; None for replay-buffer episodes (training resets are not seeded one by one)
+    observations: Any  # (n+1, *obs_shape), or a dict of such arrays
+    actions: np.ndarray  # (n, *act_shape)
+    rewards: np.ndarray  # (n,)
+    terminations: np.ndarray  # (n,) bool
+    truncations: np.ndarray  # (n,) bool
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def ret(self) -> float:
+        return float(self.rewards.sum())
+
+
+def stack(items: list[Any]) -> Any:
+    """Stack observations (arrays, or dicts of arrays) on a new first axis."""
     if isinstance(items[0], dict):
-        return {k: _stack([it[k] for it in items]) for k in items[0]}
+        return {k: stack([it[k] for it in items]) for k in items[0]}
     return np.stack(items)
 
 
@@ -67,7 +86,7 @@ class RecordEpisodes(gym.Wrapper):
         self._trunc.append(bool(truncated))
         if terminated or truncated:
             episode = Episode(
-                seed=self._seed, observations=_stack(self._obs), actions=np.stack(self._act),
+                seed=self._seed, observations=stack(self._obs), actions=np.stack(self._act),
                 rewards=np.asarray(self._rew, dtype=np.float64), terminations=np.asarray(self._term, dtype=bool),
                 truncations=np.asarray(self._trunc, dtype=bool),
             )

@@ -25,22 +25,19 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-import dtkit
-from dtkit.collect.card import card_files, make_card
 from dtkit.collect.episodes import REF_STREAM, TIER_RNG_STREAM, TIER_STREAM, Episode, episode_seed
 from dtkit.collect.recipe import Recipe, TierSpec
 from dtkit.collect.record import RecordEpisodes
-from dtkit.collect.tiers import EpisodeSummary, TierRollout
-from dtkit.collect.writer import DatasetStream, datasets_to_build
+from dtkit.collect.tiers import TierRollout, streamed
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
-__all__ = ["build_scripted", "load_expert", "run_scripted_episode"]
+__all__ = ["load_expert", "run_scripted_episode", "scripted_behaviour"]
 
 
 def load_expert(path: str) -> type:
@@ -94,78 +91,33 @@ def _returns(env_id: str, expert_cls: type | None, episodes: int, seed: int) -> 
     return float(np.mean(rets))
 
 
-def _tier_episodes(env_id: str, expert_cls: type, tier: TierSpec, index: int, seed: int,
-                   on_episode: Callable[[Episode], None], progress: bool) -> list[EpisodeSummary]:
-    """Roll out one tier, handing each episode to ``on_episode`` as it ends."""
-    from tqdm.auto import tqdm
+def scripted_behaviour(recipe: Recipe, progress: bool) -> Any:
+    """The tiers of a scripted-expert recipe, for :func:`dtkit.collect.build.build_datasets`."""
+    from dtkit.collect.build import Behaviour
 
-    summaries: list[EpisodeSummary] = []
-
-    def record(ep: Episode) -> None:
-        summaries.append(EpisodeSummary(ep))
-        on_episode(ep)
-
-    env = RecordEpisodes(make_env(env_id), record)
-    cls = None if tier.policy == "random" else expert_cls
-    total = tier.episodes if tier.episodes is not None else tier.transitions
-    unit = "ep" if tier.episodes is not None else "step"
-    try:
-        with tqdm(total=total, desc=f"tier {tier.name}", unit=unit, disable=not progress, dynamic_ncols=True) as bar:
-            j, steps = 0, 0
-            while (j < tier.episodes) if tier.episodes is not None else (steps < tier.transitions):
-                run_scripted_episode(env, cls, tier.epsilon, episode_seed(seed, TIER_STREAM, j, index),
-                                     episode_seed(seed, TIER_RNG_STREAM, index, j))
-                steps += len(summaries[-1])
-                bar.update(1 if unit == "ep" else min(len(summaries[-1]), bar.total - bar.n))
-                j += 1
-    finally:
-        env.close()
-    return summaries
-
-
-def build_scripted(recipe: Recipe, *, force: bool = False, progress: bool = False) -> list[str]:
-    """Build every dataset of a scripted-expert recipe; see :func:`dtkit.collect.build.build_datasets`.
-
-    A tier shared by several datasets is rolled out again for each (the same
-    seeds give the same episodes): streaming keeps no tier in memory to share.
-
-    Example:
-        >>> build_scripted(load_recipe("doorkey"))  # doctest: +SKIP
-        ['dtkit/doorkey/mixed-v0']
-    """
-    todo = datasets_to_build(recipe, force)
-    ids = [spec.id for spec in recipe.outputs()]
-    if not todo:
-        return ids
     expert_cls = load_expert(recipe.expert)
-    ref_min = _returns(recipe.env_id, None, recipe.ref_episodes, recipe.seed)
-    ref_max = _returns(recipe.env_id, expert_cls, recipe.ref_episodes, recipe.seed)
-    position = {t.name: i for i, t in enumerate(recipe.tiers)}
-    by_name = {t.name: t for t in recipe.tiers}
-    for spec, fingerprint in todo:
-        with DatasetStream(
-            spec.id, env_id=recipe.env_id, algorithm_name=f"scripted expert {recipe.expert}", force=force,
-            description=spec.description or recipe.description or f"dtkit recipe {recipe.name!r} on {recipe.env_id}",
-            code_permalink=recipe.code_permalink or f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
-            jpeg=recipe.jpeg,
-        ) as out:
-            parts = []
-            for name in spec.tiers:
-                tier = by_name[name]
-                eps = _tier_episodes(recipe.env_id, expert_cls, tier, position[name], recipe.seed,
-                                     lambda ep, name=name: out.add(ep, name), progress)
-                parts.append(TierRollout(tier, "uniform" if tier.policy == "random" else f"expert eps={tier.epsilon:g}",
-                                         eps))
-            build_info = {
-                "recipe": recipe.name, "fingerprint": fingerprint, "dtkit_version": dtkit.__version__,
-                "seed": recipe.seed, "algo": "scripted", "expert": recipe.expert, "trained_steps": None,
-                "ref_episodes": recipe.ref_episodes, "tiers": [r.summary() for r in parts],
-            }
 
-            def card(folder: Path, spec_id: str = spec.id, parts: list = parts, build_info: dict = build_info) -> dict:
-                return card_files(make_card(spec_id, parts, folder=folder, env_id=recipe.env_id, ref_min_score=ref_min,
-                                            ref_max_score=ref_max, build_info=build_info))
+    def roll(only: set[str], sink: Callable[[TierSpec, Episode], None]) -> list[TierRollout]:
+        """Episode ``j`` of tier ``i``: reset seed from ``(seed, i, j)``, noise from ``(seed, i, j)`` too."""
+        out = []
+        for i, tier in enumerate(recipe.tiers):  # i: the position in the recipe, whichever tiers are built
+            if tier.name not in only:
+                continue
+            source = "uniform" if tier.policy == "random" else f"expert eps={tier.epsilon:g}"
+            with streamed(tier, source, sink, progress) as (rollout, add):
+                env, j = RecordEpisodes(make_env(recipe.env_id), add), 0
+                while (j < tier.episodes) if tier.episodes is not None else (rollout.steps < tier.transitions):
+                    run_scripted_episode(env, None if tier.policy == "random" else expert_cls, tier.epsilon,
+                                         episode_seed(recipe.seed, TIER_STREAM, j, i),
+                                         episode_seed(recipe.seed, TIER_RNG_STREAM, i, j))
+                    j += 1
+                env.close()
+            out.append(rollout)
+        return out
 
-            out.finish(ref_min_score=ref_min, ref_max_score=ref_max, ref_episodes=recipe.ref_episodes,
-                       build_info=build_info, extra_files=card)
-    return ids
+    return Behaviour(
+        ref_min=_returns(recipe.env_id, None, recipe.ref_episodes, recipe.seed),
+        ref_max=_returns(recipe.env_id, expert_cls, recipe.ref_episodes, recipe.seed),
+        roll=roll, algorithm_name=lambda spec: f"scripted expert {recipe.expert}",
+        info=lambda spec: {"algo": "scripted", "expert": recipe.expert, "trained_steps": None},
+    )

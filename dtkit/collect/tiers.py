@@ -9,7 +9,8 @@ so it also means something for negative returns (Pendulum), or as a raw return.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from dtkit.collect.train import Checkpoint, PolicyIndex
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
-__all__ = ["EpisodeSummary", "TierRollout", "expert_checkpoint", "rollout_tiers", "select_checkpoints"]
+__all__ = ["EpisodeSummary", "TierRollout", "expert_checkpoint", "rollout_tiers", "select_checkpoints", "streamed"]
 
 class EpisodeSummary:
     """What a data card needs of an episode whose arrays went to disk: its return and length."""
@@ -61,6 +62,25 @@ class TierRollout:
             "episodes": len(rets), "steps": self.steps,
             "mean_return": sum(rets) / len(rets), "min_return": min(rets), "max_return": max(rets),
         }
+
+
+@contextmanager
+def streamed(tier: TierSpec, source: str, sink: Callable[[TierSpec, Episode], None],
+             progress: bool) -> Iterator[tuple[TierRollout, Callable[[Episode], None]]]:
+    """A tier being rolled out: each episode given to the yielded ``add`` goes to ``sink``, is summarised
+    in the yielded rollout and moves the tier's progress bar (episodes, or transitions up to the target)."""
+    from tqdm.auto import tqdm
+
+    rollout, by_episode = TierRollout(tier, source, []), tier.episodes is not None
+    with tqdm(total=tier.episodes if by_episode else tier.transitions, desc=f"tier {tier.name}",
+              unit="ep" if by_episode else "step", disable=not progress, dynamic_ncols=True) as bar:
+
+        def add(ep: Episode) -> None:
+            bar.update(1 if by_episode else min(len(ep), bar.total - bar.n))
+            rollout.episodes.append(EpisodeSummary(ep))
+            sink(tier, ep)
+
+        yield rollout, add
 
 
 def expert_checkpoint(index: PolicyIndex, tiers: Sequence[TierSpec]) -> tuple[Checkpoint, bool]:
@@ -98,6 +118,7 @@ def rollout_tiers(
     env_id: str,
     tiers: Sequence[TierSpec],
     policies: Mapping[str, Any],
+    sink: Callable[[TierSpec, Episode], None],
     *,
     seed: int = 0,
     sources: Mapping[str, str] | None = None,
@@ -105,11 +126,14 @@ def rollout_tiers(
     progress: bool = False,
     only: Collection[str] | None = None,
     replays: Mapping[str, list[Episode]] | None = None,
-    sink: Callable[[TierSpec, Episode], None] | None = None,
 ) -> list[TierRollout]:
-    """Roll out every tier (or those named in ``only``); ``policies`` maps
-    medium and expert tier names to SB3 models, ``replays`` maps medium-replay
-    tier names to their episodes (:func:`dtkit.collect.replay.replay_episodes`).
+    """Roll out every tier (or those named in ``only``), handing each episode to ``sink(tier, episode)``.
+
+    ``policies`` maps medium and expert tier names to SB3 models, ``replays``
+    maps medium-replay tier names to their episodes
+    (:func:`dtkit.collect.replay.replay_episodes`). Episodes reach ``sink`` in
+    order as soon as they can (streamed to disk), and the rollouts hold only
+    :class:`EpisodeSummary` objects, so no tier is held in memory.
 
     Episode ``j`` of tier ``i`` is reset with a seed derived from ``(seed, i, j)``
     and sampled actions draw from RNGs seeded the same way, so the whole mixture
@@ -117,16 +141,11 @@ def rollout_tiers(
     in ``tiers`` whether or not ``only`` skips others, so a tier's episodes are
     the same in every dataset that holds it.
 
-    With ``sink``, each episode goes to ``sink(tier, episode)`` in order as
-    soon as it can (streaming it to disk) and the rollouts hold only
-    :class:`EpisodeSummary` objects, so no tier is held in memory.
-
     Example:
         >>> tiers = [TierSpec("random", "random", episodes=5)]
-        >>> [r.steps for r in rollout_tiers("CartPole-v1", tiers, {}, seed=0)]  # doctest: +SKIP
+        >>> [r.steps for r in rollout_tiers("CartPole-v1", tiers, {}, lambda t, ep: None)]  # doctest: +SKIP
+        [...]
     """
-    from tqdm.auto import tqdm
-
     action_space = make_env(env_id).action_space
     out = []
     for i, t in enumerate(tiers):
@@ -135,13 +154,10 @@ def rollout_tiers(
         if t.policy == "medium-replay":
             if replays is None or t.name not in replays:
                 raise DtkitError(f"tier {t.name!r} needs its replay episodes; pass replays[{t.name!r}]")
+            for ep in replays[t.name]:
+                sink(t, ep)
             source = (sources or {}).get(t.name, "replay buffer")
-            if sink is None:
-                out.append(TierRollout(t, f"replay<={source}", list(replays[t.name])))
-            else:
-                for ep in replays[t.name]:
-                    sink(t, ep)
-                out.append(TierRollout(t, f"replay<={source}", [EpisodeSummary(ep) for ep in replays[t.name]]))
+            out.append(TierRollout(t, f"replay<={source}", [EpisodeSummary(ep) for ep in replays[t.name]]))
             continue
         rng_seed = episode_seed(seed, TIER_RNG_STREAM, i)
         if t.policy == "random":
@@ -151,22 +167,8 @@ def rollout_tiers(
                 raise DtkitError(f"tier {t.name!r} needs a policy; pass policies[{t.name!r}]")
             actor = sb3_actor(policies[t.name], t.deterministic, t.epsilon)
             source = (sources or {}).get(t.name, type(policies[t.name]).__name__)
-        total = t.episodes if t.episodes is not None else t.transitions
-        unit = "ep" if t.episodes is not None else "step"
-        with tqdm(total=total, desc=f"tier {t.name}", unit=unit, disable=not progress, dynamic_ncols=True) as bar:
-            summaries: list[EpisodeSummary] = []
-
-            def tick(ep: Episode, bar: Any = bar, t: TierSpec = t, summaries: list = summaries) -> None:
-                bar.update(1 if unit == "ep" else min(len(ep), bar.total - bar.n))
-                if sink is not None:
-                    summaries.append(EpisodeSummary(ep))
-                    sink(t, ep)
-
-            with seeded_rng(rng_seed):
-                eps = run_episodes(
-                    env_id, actor, lambda j, i=i: episode_seed(seed, TIER_STREAM, j, i),
-                    episodes=t.episodes, transitions=t.transitions, n_parallel=n_parallel, on_episode=tick,
-                    keep=sink is None,
-                )
-        out.append(TierRollout(t, source, eps if sink is None else summaries))
+        with streamed(t, source, sink, progress) as (rollout, add), seeded_rng(rng_seed):
+            run_episodes(env_id, actor, lambda j, i=i: episode_seed(seed, TIER_STREAM, j, i), episodes=t.episodes,
+                         transitions=t.transitions, n_parallel=n_parallel, on_episode=add, keep=False)
+        out.append(rollout)
     return out

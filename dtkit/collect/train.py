@@ -18,7 +18,7 @@ import functools
 import importlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +67,7 @@ class PolicyIndex:
     checkpoints: tuple[Checkpoint, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": 1,
-            "env_id": self.env_id,
-            "algo": self.algo,
-            "seed": self.seed,
-            "run": self.run,
-            "trained_steps": self.trained_steps,
-            "eval_episodes": self.eval_episodes,
-            "checkpoints": [c.__dict__ for c in self.checkpoints],
-        }
+        return {"format": 1, **asdict(self)}
 
     @property
     def final(self) -> Checkpoint:
@@ -99,11 +90,8 @@ def read_index(policy_dir: str | Path) -> PolicyIndex | None:
     if not path.is_file():
         return None
     d = json.loads(path.read_text())
-    return PolicyIndex(
-        env_id=d["env_id"], algo=d["algo"], seed=d["seed"], run=d["run"],
-        trained_steps=d["trained_steps"], eval_episodes=d["eval_episodes"],
-        checkpoints=tuple(Checkpoint(**c) for c in d["checkpoints"]),
-    )
+    del d["format"]
+    return PolicyIndex(**{**d, "checkpoints": tuple(Checkpoint(**c) for c in d["checkpoints"])})
 
 
 def _algo_class(algo: str) -> Any:

@@ -21,20 +21,19 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dtkit.collect.episodes import Episode
-from dtkit.collect.tiers import TierRollout
+from dtkit.collect.record import Episode
 from dtkit.errors import DtkitError
 from dtkit.io import atomic_write_json
 
 if TYPE_CHECKING:
     from dtkit.collect.recipe import DatasetSpec, Recipe
 
-__all__ = ["DatasetStream", "dataset_build_info", "datasets_root", "write_dataset"]
+__all__ = ["DatasetStream", "dataset_build_info", "datasets_root", "datasets_to_build"]
 
 _ENV = "MINARI_DATASETS_PATH"
 _NS_FILE = "namespace_metadata.json"
@@ -103,41 +102,6 @@ def _clean_stale_staging(root: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
         except (ValueError, IndexError, PermissionError):
             continue
-
-
-def write_dataset(
-    dataset_id: str,
-    rollouts: Sequence[TierRollout],
-    *,
-    env_id: str,
-    ref_min_score: float | None,
-    ref_max_score: float | None,
-    ref_episodes: int,
-    algorithm_name: str,
-    description: str,
-    code_permalink: str,
-    build_info: dict[str, Any],
-    force: bool = False,
-    extra_files: Callable[[Path], dict[str, str]] | None = None,
-    jpeg: bool = False,
-) -> str:
-    """Create ``dataset_id`` from the tier rollouts; replace an existing one only if ``force``.
-
-    Episodes are stored tier by tier in order; each episode's metadata holds its
-    ``tier`` name, and the dataset metadata holds ``build_info`` under ``"dtkit"``.
-    ``extra_files`` gets the staged dataset folder once Minari has written it and
-    returns ``{file name: text}`` to put beside ``data/`` (the data card); they
-    appear together with the dataset, in the same rename. Images are stored
-    losslessly unless ``jpeg``.
-    """
-    with DatasetStream(dataset_id, env_id=env_id, algorithm_name=algorithm_name, description=description,
-                       code_permalink=code_permalink, force=force, jpeg=jpeg) as out:
-        for r in rollouts:
-            for ep in r.episodes:
-                out.add(ep, r.tier.name)
-        out.finish(ref_min_score=ref_min_score, ref_max_score=ref_max_score, ref_episodes=ref_episodes,
-                   build_info=build_info, extra_files=extra_files)
-    return dataset_id
 
 
 class DatasetStream:

@@ -176,7 +176,7 @@ def load_trajectories(dataset_id: str) -> Trajectories:
         hint = f"local datasets: {', '.join(local)}" if local else "no local datasets yet"
         raise DtkitError(
             f"unknown dataset id {dataset_id!r} ({hint}; MINARI_DATASETS_PATH decides where they live). "
-            "Build one with `dtkit collect` or `dtkit demo`"
+            "Build one with `dtkit datasets build RECIPE` or `dtkit demo`"
         )
     try:
         ds = minari.load_dataset(dataset_id)
@@ -192,7 +192,7 @@ def load_trajectories(dataset_id: str) -> Trajectories:
     except (OSError, KeyError, ValueError, TypeError) as exc:  # h5py raises OSError for truncated or zeroed files
         folder = _dataset_folder(dataset_id)
         raise DtkitError(f"dataset {dataset_id!r} at {folder} could not be read ({type(exc).__name__}: {exc}); "
-                         "its files are damaged or incomplete: delete the folder and rebuild it with `dtkit collect`") from None
+                         "its files are damaged or incomplete: delete the folder and rebuild it with `dtkit datasets build RECIPE`") from None
     env_spec = meta.get("env_spec")
     env_id = json.loads(env_spec)["id"] if isinstance(env_spec, str) else None
     traj = Trajectories.from_episodes(
@@ -226,12 +226,12 @@ def _explain_unlisted(dataset_id: str) -> None:
     meta = data / "metadata.json"
     if not meta.is_file():
         raise DtkitError(f"dataset {dataset_id!r}: {meta} is missing; the dataset folder is incomplete, "
-                         "delete it and rebuild it with `dtkit collect`")
+                         "delete it and rebuild it with `dtkit datasets build RECIPE`")
     try:
         json.loads(meta.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DtkitError(f"dataset {dataset_id!r}: {meta} is not valid JSON ({exc}); the dataset is damaged, "
-                         "delete its folder and rebuild it with `dtkit collect`") from None
+                         "delete its folder and rebuild it with `dtkit datasets build RECIPE`") from None
 
 
 def _maybe_float(x: Any) -> float | None:

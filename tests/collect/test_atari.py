@@ -12,13 +12,13 @@ pytest.importorskip("cv2")  # gymnasium's AtariPreprocessing resizes with OpenCV
 def test_tiny_breakout_build_then_lazy_training(tmp_path, monkeypatch):
     import minari
 
-    from dtkit.collect.catalog import build
+    from dtkit.collect import build_recipe
     from dtkit.data import LazyObs, load_trajectories
     from dtkit.model import ModelConfig
     from dtkit.trainer import TrainConfig, train
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the tiny DQN trains into the user cache
-    ids = build("breakout", tiny=True, progress=False)
+    ids = build_recipe("breakout", tiny=True, progress=False)
     assert ids == ["dtkit-tiny/breakout/mixed-v0", "dtkit-tiny/breakout/expert-v0"]
     ds = minari.load_dataset(ids[1])
     first = next(ds.iterate_episodes()).observations

@@ -11,7 +11,7 @@ import minari
 import numpy as np
 import pytest
 
-from dtkit.collect import CollectConfig, build_dataset, read_index, run_collect
+from dtkit.collect import build_datasets, build_recipe, read_index
 from dtkit.errors import DtkitError
 
 
@@ -21,7 +21,7 @@ def _tiers(dataset) -> Counter:
 
 def test_cartpole_ppo_end_to_end(tiny, cartpole_policies):
     r = tiny.recipe(tiny.CARTPOLE)
-    assert build_dataset(r, cartpole_policies) == r.dataset_id
+    assert build_datasets(r, cartpole_policies) == [r.dataset_id]
     ds = minari.load_dataset(r.dataset_id)
     meta = ds.storage.metadata
     assert meta["ref_min_score"] < meta["ref_max_score"]
@@ -40,7 +40,7 @@ def test_cartpole_ppo_end_to_end(tiny, cartpole_policies):
 
 def test_pendulum_sac_box_actions(tiny, tmp_path):
     r = tiny.recipe(tiny.PENDULUM)
-    build_dataset(r, tmp_path / "policies")
+    build_datasets(r, tmp_path / "policies")
     ds = minari.load_dataset(r.dataset_id)
     space = gym.make("Pendulum-v1").action_space
     assert _tiers(ds) == {"random": 1, "medium": 1, "expert": 2}
@@ -53,15 +53,15 @@ def test_pendulum_sac_box_actions(tiny, tmp_path):
 
 def test_existing_dataset_is_reused_or_refused(tiny, cartpole_policies, minari_root):
     r = tiny.recipe(tiny.CARTPOLE)
-    build_dataset(r, cartpole_policies)
+    build_datasets(r, cartpole_policies)
     data = minari_root / r.dataset_id / "data" / "main_data.hdf5"
     mtime = data.stat().st_mtime_ns
-    assert build_dataset(r, cartpole_policies) == r.dataset_id  # same recipe: returned as is
+    assert build_datasets(r, cartpole_policies) == [r.dataset_id]  # same recipe: returned as is
     assert data.stat().st_mtime_ns == mtime
     other = tiny.recipe(tiny.CARTPOLE, ref_episodes=4)
     with pytest.raises(DtkitError, match="force"):
-        build_dataset(other, cartpole_policies)
-    build_dataset(other, cartpole_policies, force=True)
+        build_datasets(other, cartpole_policies)
+    build_datasets(other, cartpole_policies, force=True)
     assert minari.load_dataset(r.dataset_id).storage.metadata["num_episodes_average_score"] == 4
     assert [p.name for p in minari_root.iterdir() if p.name.startswith(".")] == []
 
@@ -78,25 +78,25 @@ def test_failure_mid_write_leaves_no_dataset(tiny, cartpole_policies, minari_roo
     monkeypatch.setattr(HDF5Storage, "update_episodes", write_then_crash)
     r = tiny.recipe(tiny.CARTPOLE)
     with pytest.raises(RuntimeError, match="disk full"):
-        build_dataset(r, cartpole_policies)
+        build_datasets(r, cartpole_policies)
     assert list(minari_root.iterdir()) == []  # no dataset, no namespace, no staging left behind
     assert minari.list_local_datasets() == {}
     assert os.environ["MINARI_DATASETS_PATH"] == str(minari_root)
     monkeypatch.undo()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
-    build_dataset(r, cartpole_policies)  # and a retry succeeds
+    build_datasets(r, cartpole_policies)  # and a retry succeeds
     assert minari.load_dataset(r.dataset_id).total_episodes > 0
 
 
 def test_same_seed_same_data(tiny, cartpole_policies, minari_root, tmp_path, monkeypatch):
     r = tiny.recipe(tiny.CARTPOLE)
-    build_dataset(r, cartpole_policies)
+    build_datasets(r, cartpole_policies)
     first = tiny.episodes(r.dataset_id)
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "second"))
-    build_dataset(r, cartpole_policies)
+    build_datasets(r, cartpole_policies)
     assert tiny.same_episodes(first, tiny.episodes(r.dataset_id))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "third"))
-    build_dataset(tiny.recipe(tiny.CARTPOLE, seed=7), tmp_path / "seed7")  # a new seed trains anew
+    build_datasets(tiny.recipe(tiny.CARTPOLE, seed=7), tmp_path / "seed7")  # a new seed trains anew
     assert not tiny.same_episodes(first, tiny.episodes(r.dataset_id))
 
 
@@ -104,18 +104,18 @@ def test_pruned_policies_rebuild_the_same_dataset(tiny, cartpole_policies, tmp_p
     data = dict(tiny.CARTPOLE, train=dict(tiny.CARTPOLE["train"], prune=True))
     r = tiny.recipe(data)
     assert len(read_index(cartpole_policies).checkpoints) == 2
-    build_dataset(r, cartpole_policies)
+    build_datasets(r, cartpole_policies)
     first = tiny.episodes(r.dataset_id)
     index = read_index(cartpole_policies)
     kept = {c.file for c in index.checkpoints}
     assert kept == {p.name for p in cartpole_policies.glob("*.zip")}
     assert index.trained_steps >= r.train.steps  # still counts as fully trained: no retraining
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "again"))
-    build_dataset(r, cartpole_policies)
+    build_datasets(r, cartpole_policies)
     assert tiny.same_episodes(first, tiny.episodes(r.dataset_id))
 
 
-def test_run_collect_from_toml_path(tiny, tmp_path):
+def test_build_recipe_from_toml_path_with_overrides(tiny, tmp_path):
     toml = tmp_path / "mine.toml"
     toml.write_text(
         'env_id = "CartPole-v1"\ndataset_id = "me/cartpole/toml-v0"\nref_episodes = 2\n'
@@ -124,9 +124,9 @@ def test_run_collect_from_toml_path(tiny, tmp_path):
         '[[tiers]]\npolicy = "random"\nepisodes = 2\n'
         '[[tiers]]\npolicy = "expert"\nepisodes = 1\n'
     )
-    cfg = CollectConfig(recipe=str(toml), policy_dir=tmp_path / "p", progress=False)
-    assert run_collect(cfg) == "me/cartpole/toml-v0"
-    assert minari.load_dataset("me/cartpole/toml-v0").total_episodes == 3
+    ids = build_recipe(toml, policy_dir=tmp_path / "p", progress=False, overrides=["tiers[0].episodes=4"])
+    assert ids == ["me/cartpole/toml-v0"]
+    assert minari.load_dataset("me/cartpole/toml-v0").total_episodes == 5
 
 
 def test_sb3_tiers_are_streamed_episode_by_episode(tiny, cartpole_policies, monkeypatch):
@@ -140,6 +140,6 @@ def test_sb3_tiers_are_streamed_episode_by_episode(tiny, cartpole_policies, monk
     monkeypatch.setattr(DatasetStream, "FLUSH_STEPS", 1)
     monkeypatch.setattr(HDF5Storage, "update_episodes", lambda self, eps: (writes.append(len(eps)), real(self, eps))[1])
     r = tiny.recipe(tiny.CARTPOLE)
-    build_dataset(r, cartpole_policies)
+    build_datasets(r, cartpole_policies)
     n = minari.load_dataset(r.dataset_id).total_episodes
     assert writes.count(1) == n and sum(writes) == n  # one write per episode (plus the empty create)

@@ -50,7 +50,7 @@ def tiny_cache(tmp_path, monkeypatch) -> Path:
     [
         (lambda d: d.update(dataset_id="x/y/z-v0"), "dataset_id"),  # both forms at once
         (lambda d: d.pop("datasets"), "dataset_id"),  # neither
-        (lambda d: d.update(datasets=[]), "datasets"),
+        (lambda d: d.update(datasets=[]), "dataset_id"),
         (lambda d: d["datasets"][1].pop("id"), "datasets[1].id"),
         (lambda d: d["datasets"][0].update(tiers=["medium", "mediun"]), "datasets[0].tiers"),
         (lambda d: d["datasets"][0].update(tiers=[]), "datasets[0].tiers"),
@@ -283,16 +283,6 @@ def test_replay_chunks_discrete_actions_and_several_envs(env_id, algo, n_envs, h
         assert all(np.all(e.rewards == 1) for e in eps) and all(e.terminations[-1] for e in eps[:-1])
     else:  # two envs, 50 steps each of 200-step episodes: one cut episode per env
         assert [len(e) for e in eps] == [50, 50]
-
-
-def test_collect_flags_that_do_not_fit_several_datasets():
-    from dtkit.collect import CollectConfig, resolve_recipe
-
-    with pytest.raises(DtkitError, match="--dataset-id applies only to one-dataset recipes"):
-        resolve_recipe(CollectConfig(recipe="hopper", dataset_id="me/hopper/x-v0"))
-    with pytest.raises(DtkitError, match="--tiers drops tier"):
-        resolve_recipe(CollectConfig(recipe="hopper", tiers=("random:5", "expert:3")))
-    assert resolve_recipe(CollectConfig(recipe="hopper", train_steps=5000)).train.steps == 5000
 
 
 def test_prune_keeps_the_replay_up_to_medium(tiny, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from dtkit.collect import build_recipe
 @pytest.mark.slow
 def test_cartpole_demo_dataset():
     # The shipped folder is never written to: there is nothing to train, and pruning keeps what is there.
-    dataset_id = build_recipe("cartpole", progress=False)
+    (dataset_id,) = build_recipe("cartpole", progress=False)
     assert dataset_id == "dtkit/cartpole/mixed-v0"
     ds = minari.load_dataset(dataset_id)
     returns = np.array([ep.rewards.sum() for ep in ds.iterate_episodes()])
@@ -28,5 +28,5 @@ def test_cartpole_demo_dataset():
     assert 100 <= tiers["medium"]["mean_return"] <= 250
     assert tiers["random"]["mean_return"] < 40
     assert meta["ref_max_score"] == 500 and meta["ref_min_score"] < 40
-    assert build_recipe("cartpole", progress=False) == dataset_id  # exists: returns at once
+    assert build_recipe("cartpole", progress=False) == [dataset_id]  # exists: returns at once
     assert "jax" not in sys.modules

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
+import typing
 
 import pytest
 
-from dtkit.collect import CollectConfig, list_recipes, load_recipe, parse_recipe, read_index, recipe_dir, resolve_recipe
+from dtkit.collect import (
+    DatasetSpec,
+    Recipe,
+    TierSpec,
+    TrainSpec,
+    list_recipes,
+    load_recipe,
+    parse_recipe,
+    read_index,
+    recipe_dir,
+)
+from dtkit.collect.schema import RecipeError, from_table
 from dtkit.collect.train import train_run
 from dtkit.errors import DtkitError
 
@@ -67,7 +80,7 @@ def test_unknown_recipe_lists_known_ones():
         (lambda d: d.update(sead=3), "sead"),
         (lambda d: d["tiers"][1].pop("fraction"), "tiers[1].fraction"),
         (lambda d: d["tiers"][1].update(fraction=3.0), "tiers[1].fraction"),
-        (lambda d: d["tiers"][0].update(transitions=10), "tiers[0].episodes"),
+        (lambda d: d["tiers"][0].update(transitions=10), "tiers[0].transitions"),
         (lambda d: d["tiers"][2].update(policy="best"), "tiers[2].policy"),
         (lambda d: d["tiers"][2].update(checkpoint="last"), "tiers[2].checkpoint"),
     ],
@@ -86,28 +99,81 @@ def test_bad_toml_file(tmp_path):
         load_recipe(path)
 
 
-def test_cli_overrides_and_short_tiers():
-    r = resolve_recipe(CollectConfig(recipe="cartpole", train_steps=5000, seed=3,
-                                     tiers=("random:10", "medium@0.5:2000t", "expert@final:4")))
-    assert r.train.steps == 5000 and r.seed == 3 and r.train.hyperparams  # same algo keeps its hyperparameters
-    random, medium, expert = r.tiers
-    assert random.episodes == 10
-    assert medium.transitions == 2000 and medium.fraction == 0.5 and not medium.deterministic
-    assert expert.checkpoint == "final" and expert.deterministic
-    # Another algorithm does not inherit PPO's hyperparameters.
-    assert resolve_recipe(CollectConfig(recipe="cartpole", algo="dqn")).train.hyperparams == {}
-    r = resolve_recipe(CollectConfig(env_id="Pendulum-v1", algo="sac"))
-    assert r.dataset_id == "dtkit/pendulum/mixed-v0" and r.train.algo == "sac"
-    for bad in ("expert:x", "good:3", "random@2:3", "medium:0", "medium@1.5:3", "expert@last:3"):
-        with pytest.raises(DtkitError, match="bad tier"):
-            resolve_recipe(CollectConfig(env_id="CartPole-v1", tiers=(bad,)))
-    with pytest.raises(DtkitError, match="--env-id"):
-        resolve_recipe(CollectConfig())
+# Each row: an edit of datasets/cartpole.toml's text, the key the error must name, and words of the fix.
+BAD_FILES = {
+    "unknown key": (("steps = 100_000", "stepz = 100_000"), "train.stepz", "did you mean `steps`"),
+    "unknown top-level key": (("seed = 0", "sead = 0"), "sead", "did you mean `seed`"),
+    "missing required": (('env_id = "CartPole-v1"', ""), "env_id", "is missing; add it (a string)"),
+    "wrong type": (("episodes = 60", 'episodes = "sixty"'), "tiers[0].episodes", "must be an integer"),
+    "bool is not an int": (("n_envs = 8", "n_envs = true"), "train.n_envs", "must be an integer"),
+    "out of bounds": (("fraction = 0.3", "fraction = 3.0"), "tiers[1].fraction", "must be in [0, 1]"),
+    "not positive": (("checkpoint_every = 4_096", "checkpoint_every = 0"), "train.checkpoint_every",
+                     "a positive integer"),
+    "not a choice": (('algo = "ppo"', 'algo = "a2c"'), "train.algo", "one of 'ppo', 'sac', 'dqn'"),
+    "wrong type in a list": (('name = "random"', "name = 7"), "tiers[0].name", "must be a string"),
+    "across fields": (("fraction = 0.3", ""), "tiers[1].fraction", "needs `fraction`"),
+    "across tables": (('algo = "ppo"', 'algo = "ppo"\nexpert = "a.b:C"'), "train.expert", "not a known key"),
+}
 
 
-def test_config_is_a_typed_cli():
-    tyro = pytest.importorskip("tyro")
-    cfg = tyro.cli(CollectConfig, args=["--recipe", "cartpole", "--tiers", "random:5", "expert:3", "--force"])
-    assert cfg.tiers == ("random:5", "expert:3") and cfg.force and cfg.algo is None
-    with pytest.raises(DtkitError, match="at most once"):
-        resolve_recipe(CollectConfig(recipe="cartpole", tiers=("random:5", "random:3")))
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_recipe_file_is_one_error_line(case, tmp_path, capsys, minari_root):
+    """Through the CLI: exit 2, one line naming the recipe file, the key and the fix, and nothing written."""
+    from dtkit.cli import main
+
+    (old, new), key, words = BAD_FILES[case]
+    text = (recipe_dir() / "cartpole.toml").read_text()
+    assert old in text
+    path = tmp_path / "mine.toml"
+    path.write_text(text.replace(old, new, 1))
+    assert main(["datasets", "build", str(path), "--no-progress", "--policy-dir", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"dtkit: error: recipe {path}: `{key}` "), err
+    assert words in err[0] and "Traceback" not in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.toml"] and not any(minari_root.iterdir())
+
+
+@pytest.mark.parametrize("cls", [Recipe, TrainSpec, TierSpec, DatasetSpec])
+def test_every_field_is_type_checked(cls):
+    """The reader is driven by the dataclass fields: a value of the wrong type is refused for each one."""
+    tables = {Recipe: {"name": "r", "env_id": "E-v0", "dataset_id": "a/b-v0", "tiers": [{"episodes": 1}],
+                       "train": {"algo": "ppo", "steps": 1, "checkpoint_every": 1}},
+              TrainSpec: {"algo": "ppo", "steps": 1, "checkpoint_every": 1},
+              TierSpec: {"episodes": 1}, DatasetSpec: {"id": "a/b-v0", "tiers": ["t"]}}
+    assert from_table(cls, tables[cls])  # the table is valid as it is
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        wrong = 5 if typing.get_origin(hints[f.name]) is tuple else [5]
+        with pytest.raises(RecipeError) as err:
+            from_table(cls, {**tables[cls], f.name: wrong}, "x")
+        assert err.value.key.startswith(f"x.{f.name}"), (f.name, str(err.value))
+
+
+def test_overrides_are_checked_like_the_file():
+    r = load_recipe("cartpole", ["train.steps=5000", "seed=3", "tiers[0].episodes=10", "env_id=Acrobot-v1",
+                                 "tiers[1].fraction=0.5", "train.hyperparams={}"])
+    assert (r.train.steps, r.seed, r.tiers[0].episodes, r.env_id) == (5000, 3, 10, "Acrobot-v1")
+    assert r.tiers[1].fraction == 0.5 and r.train.hyperparams == {} and r.train.algo == "ppo"
+    assert load_recipe("cartpole").train.steps == 100_000  # the file is untouched
+    for bad, words in [("train.steps=0", "`train.steps` must be a positive integer"),
+                       ("tiers[7].episodes=1", "`tiers[7].episodes` does not exist"),
+                       ("train.stepz=1", "`train.stepz` is not a known key"),
+                       ("train=3", "`train` must be a table"),
+                       ("steps", "write KEY=VALUE")]:
+        with pytest.raises(DtkitError, match=re.escape(words)):
+            load_recipe("cartpole", [bad])
+
+
+def test_collect_is_a_deprecated_alias_of_datasets_build(capsys):
+    from dtkit.cli import main
+    from dtkit.collect.catalog import collect_argv
+
+    assert collect_argv(["--force", "--recipe", "cartpole", "--no-progress"]) == [
+        "datasets", "build", "--force", "cartpole", "--no-progress"]
+    assert main(["collect", "--recipe", "nosuch", "--no-progress"]) == 2
+    notice, error = capsys.readouterr().err.strip().splitlines()
+    assert "deprecated" in notice and "dtkit datasets build" in notice and "unknown recipe 'nosuch'" in error
+    for flag, key in [("--env-id", "env_id"), ("--train-steps", "train.steps"), ("--tiers", "tiers")]:
+        assert main(["collect", "--recipe", "cartpole", flag, "1"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("dtkit: error:") and f"dtkit datasets build RECIPE --set {key}=VALUE" in line

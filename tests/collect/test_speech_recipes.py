@@ -8,8 +8,7 @@ import minari
 import numpy as np
 import pytest
 
-from dtkit.collect import load_recipe
-from dtkit.collect.catalog import build
+from dtkit.collect import build_recipe, load_recipe
 from dtkit.errors import DtkitError
 
 
@@ -25,7 +24,7 @@ def test_tiny_spoken_goal_built_trained_and_evaluated(tmp_path):
     from dtkit.rollout import evaluate
     from dtkit.trainer import TrainConfig, train
 
-    ids = build("spoken_goal", tiny=True, progress=False)
+    ids = build_recipe("spoken_goal", tiny=True, progress=False)
     ds = minari.load_dataset(ids[0])
     audio = next(iter(ds.iterate_episodes())).observations["audio"]
     assert audio.dtype == np.int16 and audio.shape[1] == 9600 and audio.any()  # stored compactly, as synthesised
