@@ -1,4 +1,4 @@
-"""Pre-LN causal Transformer blocks on ``scaled_dot_product_attention``, with an optional KV cache."""
+"""Pre-LN causal Transformer blocks: SDPA (or written-out attention when dropout is on), with a KV-cached step."""
 
 from __future__ import annotations
 
@@ -25,32 +25,75 @@ class SelfAttention(nn.Module):
         self.n_head, self.head_dim = cfg.n_head, cfg.d_model // cfg.n_head
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.dropout = cfg.dropout
+        self.attn_drop = Dropout(cfg.dropout)
 
     def forward(
         self,
         x: torch.Tensor,  # (B, L, D)
-        attn_mask: torch.Tensor | None,  # (B|1, 1, Lq, Lk) bool, True = may attend; None = causal
-        cache: KVCache | None = None,
-        layer: int = 0,
+        attn_mask: torch.Tensor | None,  # (B|1, 1, Lq, L) bool, True = may attend; None = causal
         queries: torch.Tensor | None = None,  # (Lq,) positions whose outputs are needed; None = all
     ) -> tuple[torch.Tensor, KV]:
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)  # each (B, nh, L, hs)
-        if queries is not None:
-            q = q[:, :, queries]  # (B, nh, Lq, hs)
-        if cache is not None:
-            cache.write(layer, k, v)
-            k_all, v_all = cache.keys(layer), cache.values(layer)  # (B, nh, capacity, hs)
-        else:
-            k_all, v_all = k, v
-        y = F.scaled_dot_product_attention(
-            q, k_all, v_all,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=attn_mask is None,
-        )  # (B, nh, Lq, hs)
-        return self.proj(y.transpose(1, 2).reshape(B, q.shape[2], D)), (k, v)
+        w, b = self.qkv.weight, self.qkv.bias
+        if queries is None:
+            q, k, v = F.linear(x, w, b).split(D, dim=-1)  # each (B, L, D)
+        else:  # queries at the readout rows only; keys and values of every token
+            q = F.linear(x[:, queries], w[:D], b[:D])  # (B, Lq, D)
+            k, v = F.linear(x, w[D:], b[D:]).split(D, dim=-1)
+        drop = self.attn_drop if self.training and self.attn_drop.p > 0 else None
+        y = attend(q, k, v, self.n_head, attn_mask, drop)  # (B, Lq, D)
+        return self.proj(y), (_heads(k, self.n_head), _heads(v, self.n_head))
+
+
+def _heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
+    """(B, L, D) -> (B, nh, L, hs), a view."""
+    B, L, D = t.shape
+    return t.view(B, L, n_head, D // n_head).transpose(1, 2)
+
+
+_causal_bias: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _additive(mask: torch.Tensor | None, L: int, like: torch.Tensor) -> torch.Tensor:
+    """A bool mask (True = may attend; None = causal over L tokens) as 0 / -inf to add to the scores."""
+    if mask is None:
+        key = (L, like.device, like.dtype)
+        if key not in _causal_bias:
+            _causal_bias[key] = torch.full((L, L), float("-inf"), device=like.device, dtype=like.dtype).triu(1)
+        return _causal_bias[key]
+    return torch.zeros(mask.shape, device=like.device, dtype=like.dtype).masked_fill(~mask, float("-inf"))
+
+
+def attend(
+    q: torch.Tensor,  # (B, Lq, D)
+    k: torch.Tensor,  # (B, L, D)
+    v: torch.Tensor,  # (B, L, D)
+    n_head: int,
+    mask: torch.Tensor | None,  # (B|1, 1, Lq, L) bool, True = may attend; None = causal (Lq == L)
+    drop: Dropout | None = None,  # attention dropout on the probabilities (training)
+) -> torch.Tensor:
+    """Multi-head scaled dot-product attention, (B, Lq, D) out.
+
+    Without dropout this is SDPA (its fused CPU kernel). With dropout, SDPA falls back to
+    its math path on CPU, which draws a float Bernoulli mask, checks every row for being
+    fully masked and copies q, k and v: there the same arithmetic is written out as
+    baddbmm + softmax + the byte-mask :class:`Dropout` + bmm (profiled: about 10% of a
+    training step less). The two agree within float round-off (tests/model/test_trunk.py).
+    """
+    B, Lq, D = q.shape
+    L, hs = k.shape[1], D // n_head
+    if drop is None:
+        y = F.scaled_dot_product_attention(_heads(q, n_head), _heads(k, n_head), _heads(v, n_head),
+                                           attn_mask=mask, is_causal=mask is None)  # (B, nh, Lq, hs)
+        return y.transpose(1, 2).reshape(B, Lq, D)
+    # (B * nh, L, hs): a view when n_head == 1 (the paper's size), a copy otherwise.
+    qh, kh, vh = (_heads(t, n_head).reshape(B * n_head, -1, hs) for t in (q, k, v))
+    bias = _additive(mask, L, qh)  # (L, L) or (B|1, 1, Lq, L)
+    if bias.dim() == 4:
+        bias = bias.expand(B, n_head, Lq, L).reshape(B * n_head, Lq, L)
+    scores = torch.baddbmm(bias, qh, kh.transpose(1, 2), alpha=hs ** -0.5)  # (B * nh, Lq, L)
+    y = torch.bmm(drop(scores.softmax(-1)), vh)  # (B * nh, Lq, hs)
+    return y.view(B, n_head, Lq, hs).transpose(1, 2).reshape(B, Lq, D)
 
 
 class Block(nn.Module):
@@ -69,13 +112,13 @@ class Block(nn.Module):
 
     def kv(self, x: torch.Tensor) -> KV:
         """Only this block's keys and values, (B, nh, L, hs) each."""
-        B, L, _ = x.shape
-        a = self.attn
-        _, k, v = a.qkv(self.ln1(x)).view(B, L, 3, a.n_head, a.head_dim).permute(2, 0, 3, 1, 4)
-        return k, v
+        D = x.shape[-1]
+        w, b = self.attn.qkv.weight, self.attn.qkv.bias
+        k, v = F.linear(self.ln1(x), w[D:], b[D:]).split(D, dim=-1)
+        return _heads(k, self.attn.n_head), _heads(v, self.attn.n_head)
 
-    def forward(self, x, attn_mask, cache=None, layer=0, queries=None):
-        h, kv = self.attn(self.ln1(x), attn_mask, cache, layer, queries)
+    def forward(self, x, attn_mask, queries=None):
+        h, kv = self.attn(self.ln1(x), attn_mask, queries)
         x = (x if queries is None else x[:, queries]) + self.drop(h)
         return x + self.mlp(self.ln2(x)), kv
 
@@ -91,8 +134,7 @@ class Trunk(nn.Module):
     def forward(
         self,
         x: torch.Tensor,  # (B, L, D)
-        attn_mask: torch.Tensor | None,  # (B|1, 1, L, L|capacity); None = plain causal
-        cache: KVCache | None = None,
+        attn_mask: torch.Tensor | None,  # (B|1, 1, L, L); None = plain causal
         readout: torch.Tensor | None = None,  # (R,) positions read out; None = all
         readout_mask: torch.Tensor | None = None,  # attn_mask restricted to the readout rows
         return_kv: bool = False,
@@ -112,9 +154,9 @@ class Trunk(nn.Module):
                 kvs.append(block.kv(x))  # type: ignore[operator]  # ModuleList items are Blocks
                 return None, kvs
             if i == last and readout is not None:
-                x, kv = block(x, readout_mask, cache, i, readout)
+                x, kv = block(x, readout_mask, readout)
             else:
-                x, kv = block(x, attn_mask, cache, i)
+                x, kv = block(x, attn_mask)
             if return_kv:
                 kvs.append(kv)
         return self.ln_f(x), kvs
