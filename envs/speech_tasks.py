@@ -177,8 +177,15 @@ class SpokenGoToEnv(_SpokenTask):
 
     ``layout="rotations"`` (the default) puts the agent in the centre and one object of each
     colour on the four cells around it, always in the order red, green, blue, yellow
-    clockwise, turned by a random quarter turn each episode: the image says which way the
-    room is turned, the clip which colour to reach, and neither alone beats 25%.
+    clockwise. A share ``home_share`` (0.5) of episodes keeps the home orientation (red on
+    top); the others are turned by one to three quarter turns. The clip says which colour to
+    reach, the image which way the room is turned: without the image the best policy assumes
+    the home orientation and succeeds in ``home_share`` of episodes, without the clip in 25%.
+    Why not turn every room at random (``home_share=0.25``, then neither input alone beats
+    25%): the action is then a pure interaction of the two inputs, and learning stalls on a
+    plateau where neither encoder gets a useful gradient (measured: a supervised probe with the
+    same encoders stayed at 25% after 32,000 fresh examples; with ``home_share=0.5`` the words
+    alone pay off first, and it reached 91% on held-out voices after 40,000).
     ``layout="stations"`` shuffles three objects over those four cells, and ``layout="random"``
     scatters agent and objects over the room. Both need matching the heard colour against
     each seen object, which a small DT did not learn from 2,100 episodes on a CPU budget
@@ -193,11 +200,13 @@ class SpokenGoToEnv(_SpokenTask):
     clip_seconds = 1.25  # "go to the yellow ball" at the slowest rate lasts about 1.25 s
     n_objects = 3
 
-    def __init__(self, tile: int = 6, layout: str = "rotations", **kwargs: Any) -> None:
+    def __init__(self, tile: int = 6, layout: str = "rotations", home_share: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if layout not in _LAYOUTS:
             raise ValueError(f"layout={layout!r} is unknown; use one of {_LAYOUTS}")
-        self.tile, self.layout = tile, layout
+        if not 0.0 <= home_share <= 1.0:
+            raise ValueError(f"home_share={home_share!r} is invalid; use a fraction in [0, 1]")
+        self.tile, self.layout, self.home_share = tile, layout, float(home_share)
         self.n_objects = 4 if layout == "rotations" else 3
         side = (self.size + 2) * tile
         self.observation_space = spaces.Dict({
@@ -220,7 +229,8 @@ class SpokenGoToEnv(_SpokenTask):
         c, s = self.size // 2, self.size - 1
         clockwise = np.array([[0, c], [c, s], [s, c], [c, 0]])  # top, right, bottom, left of the centre
         if self.layout == "rotations":
-            turn = int(rng.integers(4))
+            # A share of episodes keeps the home orientation (red on top); the rest are turned by 1-3 quarter turns.
+            turn = 0 if rng.random() < self.home_share else int(rng.integers(1, 4))
             self.agent, self.objects = np.array([c, c]), clockwise[(np.arange(4) + turn) % 4]
         elif self.layout == "stations":
             self.agent, self.objects = np.array([c, c]), clockwise[rng.choice(4, size=self.n_objects, replace=False)]

@@ -85,7 +85,7 @@ def test_goto_layouts():
     wall_middles = {(0, 2), (2, 0), (2, 4), (4, 2)}
     turned = gym.make("dtkit/SpokenGoTo-v0")  # "rotations": all four colours, one fixed cyclic order, turned
     orders = set()
-    for seed in range(12):
+    for seed in range(40):
         turned.reset(seed=seed)
         u = turned.unwrapped
         assert tuple(u.agent) == (2, 2) and {tuple(c) for c in u.objects} == wall_middles
@@ -100,3 +100,20 @@ def test_goto_layouts():
         scattered.reset(seed=seed)
         cells |= {tuple(c) for c in scattered.unwrapped.objects}
     assert len(cells) > 4
+
+
+def test_goto_home_share_sets_how_often_the_room_is_unturned():
+    def home_fraction(env: gym.Env, n: int) -> float:
+        home = 0
+        for seed in range(n):
+            env.reset(seed=seed)
+            u = env.unwrapped
+            home += tuple(u.objects[list(u.colours).index(0)]) == (0, 2)  # red on top
+        return home / n
+
+    assert gym.make("dtkit/SpokenGoTo-v0").spec.kwargs["home_share"] == 0.5  # recorded, so eval remakes the same task
+    assert abs(home_fraction(gym.make("dtkit/SpokenGoTo-v0"), 400) - 0.5) < 0.1
+    assert home_fraction(gym.make("dtkit/SpokenGoTo-v0", home_share=1.0), 20) == 1.0
+    assert home_fraction(gym.make("dtkit/SpokenGoTo-v0", home_share=0.0), 40) == 0.0
+    with pytest.raises(ValueError, match="home_share=1.5 is invalid"):
+        gym.make("dtkit/SpokenGoTo-v0", home_share=1.5)
