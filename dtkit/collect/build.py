@@ -67,19 +67,14 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path | None = None, *, forc
             behaviour = scripted_behaviour(recipe, progress)
         else:
             behaviour = _sb3_behaviour(recipe, Path(policy_dir or default_policy_dir(recipe)), needed, progress)
-        # Datasets whose tiers come in the recipe's order share one streamed pass over the tiers (a tier in
-        # several datasets is rolled out once); any other order gets its own pass (same seeds, same episodes).
-        order = [t.name for t in recipe.tiers]
-        in_order = [(s, f) for s, f in todo if [n for n in order if n in s.tiers] == list(s.tiers)]
-        for group in ([in_order] if in_order else []) + [[x] for x in todo if x not in in_order]:
-            _stream_pass(recipe, group, behaviour, force=force)
+        _stream_pass(recipe, todo, behaviour, force=force)
         behaviour.finish()
     return [spec.id for spec in recipe.outputs()]
 
 
 def _stream_pass(recipe: Recipe, group: list[tuple[DatasetSpec, str]], behaviour: Behaviour, *, force: bool) -> None:
-    """Roll out the tiers of the datasets in ``group`` once, streaming each episode into every dataset that holds
-    its tier; each dataset is published (with its card) when every tier is done."""
+    """Roll out the tiers of the datasets in ``group`` once, in the recipe's order, streaming each episode into
+    every dataset that holds its tier; each dataset is published (with its card) when every tier is done."""
     with ExitStack() as stack:
         streams = {spec.id: stack.enter_context(DatasetStream(
             spec.id, env_id=recipe.env_id, algorithm_name=behaviour.algorithm_name(spec), force=force, jpeg=recipe.jpeg,

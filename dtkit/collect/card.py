@@ -43,9 +43,8 @@ def make_card(
     build_info: dict[str, Any],
 ) -> dict[str, Any]:
     """The card of the dataset staged in ``folder`` (its size is measured there)."""
-    eps = [e for r in rollouts for e in r.episodes]
-    returns = np.array([e.ret for e in eps])
-    lengths = np.array([len(e) for e in eps], dtype=np.float64)
+    returns = np.array([x for r in rollouts for x in r.returns])
+    lengths = np.array([n for r in rollouts for n in r.lengths], dtype=np.float64)
     card: dict[str, Any] = {
         "dataset_id": dataset_id,
         "recipe": build_info.get("recipe"),
@@ -54,7 +53,7 @@ def make_card(
         "expert": build_info.get("expert"),
         "trained_steps": build_info.get("trained_steps"),
         "seed": build_info.get("seed"),
-        "episodes": len(eps),
+        "episodes": len(returns),
         "transitions": int(lengths.sum()),
         "size_bytes": _size(folder),
         "returns": _stats(returns),

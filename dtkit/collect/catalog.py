@@ -72,18 +72,10 @@ def tiny_recipe(recipe: Recipe) -> Recipe:
         >>> tiny_recipe(load_recipe("hopper")).outputs()[0].id
         'dtkit-tiny/hopper/random-v0'
     """
-    tiers = tuple(
-        dataclasses.replace(
-            t,
-            episodes=None if t.episodes is None else min(t.episodes, _TINY_EPISODES),
-            transitions=None if t.transitions is None else min(t.transitions, _TINY_TRANSITIONS),
-        )
-        for t in recipe.tiers
-    )
-    if recipe.train is None:  # a scripted expert: nothing to train
-        train = None
-    else:
-        train = _tiny_train(recipe.train)
+    tiers = tuple(dataclasses.replace(t, episodes=t.episodes and min(t.episodes, _TINY_EPISODES),
+                                      transitions=t.transitions and min(t.transitions, _TINY_TRANSITIONS))
+                  for t in recipe.tiers)
+    train = None if recipe.train is None else _tiny_train(recipe.train)  # a scripted expert: nothing to train
     return dataclasses.replace(
         recipe, env_id=_tiny_env(recipe.env_id), train=train, tiers=tiers, ref_episodes=min(recipe.ref_episodes, _TINY_REF_EPISODES),
         dataset_id=_tiny_id(recipe.dataset_id) if recipe.dataset_id else "",

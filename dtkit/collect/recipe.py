@@ -196,6 +196,10 @@ class Recipe:
             if unknown:
                 raise RecipeError(f"datasets[{i}].tiers", f"names tier {unknown[0]!r}, which the recipe does not "
                                                           f"define; use one of {', '.join(names)}")
+            # One streamed pass over the tiers fills every dataset, so each holds its tiers in the recipe's order.
+            if sorted(d.tiers, key=names.index) != list(d.tiers):
+                raise RecipeError(f"datasets[{i}].tiers", f"must follow the order of [[tiers]] ({', '.join(names)}); "
+                                                          f"reorder it")
 
     @property
     def scripted(self) -> bool:

@@ -79,7 +79,7 @@ def from_table(cls: type, table: Any, key: str = "") -> Any:
 
 def _convert(hint: Any, value: Any, key: str) -> Any:
     """``value`` checked against (and, for tuples, floats and tables, converted to) type ``hint``."""
-    bounds = ()
+    bounds: list[Bounds] = []
     if get_origin(hint) is Annotated:
         hint, *bounds = get_args(hint)
     origin, args = get_origin(hint), get_args(hint)
@@ -93,7 +93,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise RecipeError(key, f"must be {_describe(hint)}, got {value!r}")
         return tuple(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_table(hint, value, key)
     want = {bool: (bool,), int: (int,), float: (int, float), str: (str,), dict: (dict,)}.get(origin or hint)
     # bool is an int subclass: `steps = true` must not pass as an integer.

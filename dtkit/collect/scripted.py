@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
@@ -36,6 +36,9 @@ from dtkit.collect.record import RecordEpisodes
 from dtkit.collect.tiers import TierRollout, streamed
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
+
+if TYPE_CHECKING:
+    from dtkit.collect.build import Behaviour
 
 __all__ = ["load_expert", "run_scripted_episode", "scripted_behaviour"]
 
@@ -91,7 +94,7 @@ def _returns(env_id: str, expert_cls: type | None, episodes: int, seed: int) -> 
     return float(np.mean(rets))
 
 
-def scripted_behaviour(recipe: Recipe, progress: bool) -> Any:
+def scripted_behaviour(recipe: Recipe, progress: bool) -> Behaviour:
     """The tiers of a scripted-expert recipe, for :func:`dtkit.collect.build.build_datasets`."""
     from dtkit.collect.build import Behaviour
 
@@ -106,12 +109,14 @@ def scripted_behaviour(recipe: Recipe, progress: bool) -> Any:
             source = "uniform" if tier.policy == "random" else f"expert eps={tier.epsilon:g}"
             with streamed(tier, source, sink, progress) as (rollout, add):
                 env, j = RecordEpisodes(make_env(recipe.env_id), add), 0
-                while (j < tier.episodes) if tier.episodes is not None else (rollout.steps < tier.transitions):
-                    run_scripted_episode(env, None if tier.policy == "random" else expert_cls, tier.epsilon,
-                                         episode_seed(recipe.seed, TIER_STREAM, j, i),
-                                         episode_seed(recipe.seed, TIER_RNG_STREAM, i, j))
-                    j += 1
-                env.close()
+                try:
+                    while (j < tier.episodes) if tier.episodes is not None else (rollout.steps < tier.transitions):
+                        run_scripted_episode(env, None if tier.policy == "random" else expert_cls, tier.epsilon,
+                                             episode_seed(recipe.seed, TIER_STREAM, j, i),
+                                             episode_seed(recipe.seed, TIER_RNG_STREAM, i, j))
+                        j += 1
+                finally:
+                    env.close()
             out.append(rollout)
         return out
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dtkit.collect.episodes import (
@@ -29,32 +29,24 @@ from dtkit.collect.train import Checkpoint, PolicyIndex
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
-__all__ = ["EpisodeSummary", "TierRollout", "expert_checkpoint", "rollout_tiers", "select_checkpoints", "streamed"]
-
-class EpisodeSummary:
-    """What a data card needs of an episode whose arrays went to disk: its return and length."""
-
-    def __init__(self, episode: Episode) -> None:
-        self.ret, self._len = episode.ret, len(episode)
-
-    def __len__(self) -> int:
-        return self._len
+__all__ = ["TierRollout", "expert_checkpoint", "rollout_tiers", "select_checkpoints", "streamed"]
 
 
 @dataclass
 class TierRollout:
-    """The episodes of one tier (or their summaries, when streamed) and where they came from."""
+    """What a data card needs of a tier whose episodes went to disk: each one's return and length."""
 
     tier: TierSpec
-    source: str  # "uniform" or the checkpoint file
-    episodes: list[Any]  # Episode, or EpisodeSummary when streamed
+    source: str  # "uniform", the checkpoint file, or how a scripted expert acted
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
-        return sum(len(e) for e in self.episodes)
+        return sum(self.lengths)
 
     def summary(self) -> dict[str, Any]:
-        rets = [e.ret for e in self.episodes]
+        rets = self.returns
         return {
             "name": self.tier.name, "policy": self.tier.policy, "source": self.source,
             "deterministic": self.tier.deterministic if self.tier.policy != "random" else False,
@@ -71,13 +63,14 @@ def streamed(tier: TierSpec, source: str, sink: Callable[[TierSpec, Episode], No
     in the yielded rollout and moves the tier's progress bar (episodes, or transitions up to the target)."""
     from tqdm.auto import tqdm
 
-    rollout, by_episode = TierRollout(tier, source, []), tier.episodes is not None
+    rollout, by_episode = TierRollout(tier, source), tier.transitions is None
     with tqdm(total=tier.episodes if by_episode else tier.transitions, desc=f"tier {tier.name}",
               unit="ep" if by_episode else "step", disable=not progress, dynamic_ncols=True) as bar:
 
         def add(ep: Episode) -> None:
             bar.update(1 if by_episode else min(len(ep), bar.total - bar.n))
-            rollout.episodes.append(EpisodeSummary(ep))
+            rollout.returns.append(ep.ret)
+            rollout.lengths.append(len(ep))
             sink(tier, ep)
 
         yield rollout, add
@@ -133,7 +126,7 @@ def rollout_tiers(
     maps medium-replay tier names to their episodes
     (:func:`dtkit.collect.replay.replay_episodes`). Episodes reach ``sink`` in
     order as soon as they can (streamed to disk), and the rollouts hold only
-    :class:`EpisodeSummary` objects, so no tier is held in memory.
+    returns and lengths, so no tier is held in memory.
 
     Episode ``j`` of tier ``i`` is reset with a seed derived from ``(seed, i, j)``
     and sampled actions draw from RNGs seeded the same way, so the whole mixture
@@ -154,10 +147,10 @@ def rollout_tiers(
         if t.policy == "medium-replay":
             if replays is None or t.name not in replays:
                 raise DtkitError(f"tier {t.name!r} needs its replay episodes; pass replays[{t.name!r}]")
-            for ep in replays[t.name]:
-                sink(t, ep)
-            source = (sources or {}).get(t.name, "replay buffer")
-            out.append(TierRollout(t, f"replay<={source}", [EpisodeSummary(ep) for ep in replays[t.name]]))
+            with streamed(t, f"replay<={(sources or {}).get(t.name, 'replay buffer')}", sink, progress) as (rollout, add):
+                for ep in replays[t.name]:
+                    add(ep)
+            out.append(rollout)
             continue
         rng_seed = episode_seed(seed, TIER_RNG_STREAM, i)
         if t.policy == "random":

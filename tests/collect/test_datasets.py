@@ -56,6 +56,7 @@ def tiny_cache(tmp_path, monkeypatch) -> Path:
         (lambda d: d["datasets"][0].update(tiers=[]), "datasets[0].tiers"),
         (lambda d: d["datasets"][0].update(tiers=["random", "random"]), "datasets[0].tiers"),
         (lambda d: d["datasets"][3].update(tierz=["medium"]), "datasets[3].tierz"),
+        (lambda d: d["datasets"][3].update(tiers=["expert", "medium"]), "datasets[3].tiers"),  # not the recipe's order
         (lambda d: d["datasets"][2].update(id="test/pendulum/random-v0"), "datasets[].id"),
         (lambda d: d["tiers"][2].update(episodes=3), "tiers[2].episodes"),
         (lambda d: d["tiers"][2].pop("target_return"), "tiers[2].fraction"),
