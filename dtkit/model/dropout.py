@@ -21,14 +21,16 @@ __all__ = ["Dropout"]
 class _ApplyMask(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return x * keep * scale
+        # The mask is made in x's dtype with the scale folded in: one multiply forward and one
+        # backward, where a bool mask costs a cast and two multiplies each way.
+        kept = keep.to(x.dtype).mul_(scale)
+        ctx.save_for_backward(kept)
+        return x * kept
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (keep,) = ctx.saved_tensors
-        return grad * keep * ctx.scale, None, None
+        (kept,) = ctx.saved_tensors
+        return grad * kept.to(grad.dtype), None, None
 
 
 class Dropout(nn.Module):
