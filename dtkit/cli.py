@@ -1,11 +1,14 @@
 """The ``dtkit`` command: a thin layer over the Python API.
 
-User errors (:class:`~dtkit.errors.DtkitError`) print one line and exit 2;
-nothing else is caught, so bugs keep their tracebacks.
+User errors (:class:`~dtkit.errors.DtkitError`) print one line and exit 2; a
+reader that closes the output early (``dtkit datasets info NAME | head``) ends
+the command quietly, as it would any Unix tool. Nothing else is caught, so bugs
+keep their tracebacks.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +17,19 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dtkit``; ``argv`` lets tests run it in-process."""
+    try:
+        try:
+            return _run(argv)
+        finally:  # buffered output (`--help` too) that meets a closed pipe fails here, not at exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`| head`). Python would flush stdout again at exit and print a second
+        # error, so point it at /dev/null; 141 = 128 + SIGPIPE, what a C tool killed by it returns.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _run(argv: Sequence[str] | None) -> int:
     import tyro
 
     from dtkit.api import DemoConfig, EvalConfig, run_demo, run_eval

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import gymnasium as gym
 import pytest
@@ -159,3 +161,13 @@ def test_build_then_train(tmp_path, capsys):
     assert main(["train", "--dataset", "test/cartpole/cli-v0", "--run-dir", str(run), *TINY, "--no-progress"]) == 0
     report = json.loads((run / "eval.json").read_text())
     assert report["normalized_score"] is not None and report["ref_max_score"] is not None
+
+
+@pytest.mark.parametrize("args", [["datasets", "info", "hopper"], ["datasets", "--help"]])
+def test_closed_stdout_ends_quietly(args):
+    """`dtkit datasets info hopper | head`: a reader that leaves early gets no BrokenPipe traceback on stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "dtkit.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the command prints (it is still importing)
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141, err  # 128 + SIGPIPE, as a Unix tool stopped by the closed pipe
+    assert err == ""
