@@ -131,6 +131,7 @@ class Trunk(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
+        self._flat_weights: list[tuple] = []  # filled by _step_weights
 
     def forward(
         self,
@@ -173,20 +174,40 @@ class Trunk(nn.Module):
         Same arithmetic as :meth:`forward` with ``readout`` = the last token (eval mode: dropout
         is the identity), written without module dispatch: at 16 envs a step is ~50 small ops,
         and each module call costs about as much as one of them (measured in scripts/bench.py).
+        The weights are read from a flat list gathered once (:meth:`_step_weights`), not through
+        ~25 module attribute lookups per block.
         """
-        last = len(self.blocks) - 1
-        for i, module in enumerate(self.blocks):
-            block = cast(Block, module)
-            attn, ln1, ln2 = block.attn, block.ln1, block.ln2
-            fc, act, out = cast(nn.Linear, block.mlp[0]), cast(nn.GELU, block.mlp[1]), cast(nn.Linear, block.mlp[2])
-            B, L, D = x.shape
-            h = F.layer_norm(x, (D,), ln1.weight, ln1.bias, ln1.eps)
-            q, k, v = F.linear(h, attn.qkv.weight, attn.qkv.bias).view(B, L, 3, attn.n_head, attn.head_dim).permute(2, 0, 3, 1, 4)
+        weights = self._step_weights()
+        last = len(weights) - 1
+        B, L, D = x.shape
+        for i, (ln1_w, ln1_b, eps1, qkv_w, qkv_b, n_head, proj_w, proj_b, ln2_w, ln2_b, eps2, fc_w, fc_b, approx, out_w, out_b) in enumerate(weights):
+            h = F.layer_norm(x, (D,), ln1_w, ln1_b, eps1)
+            q, k, v = F.linear(h, qkv_w, qkv_b).view(B, L, 3, n_head, D // n_head).permute(2, 0, 3, 1, 4)  # each (B, nh, L, hs)
             cache.write(i, k, v)
             if i == last:  # only the readout token's output is needed from here on
                 q, x, attn_mask = q[:, :, -1:], x[:, -1:], attn_mask[:, :, -1:]
             y = F.scaled_dot_product_attention(q, cache.keys(i), cache.values(i), attn_mask=attn_mask)  # (B, nh, Lq, hs)
-            x = x + F.linear(y.transpose(1, 2).reshape(B, q.shape[2], D), attn.proj.weight, attn.proj.bias)
-            h = F.layer_norm(x, (D,), ln2.weight, ln2.bias, ln2.eps)
-            x = x + F.linear(F.gelu(F.linear(h, fc.weight, fc.bias), approximate=act.approximate), out.weight, out.bias)
-        return F.layer_norm(x, (x.shape[-1],), self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
+            x = x + F.linear(y.transpose(1, 2).reshape(B, q.shape[2], D), proj_w, proj_b)
+            h = F.layer_norm(x, (D,), ln2_w, ln2_b, eps2)
+            x = x + F.linear(F.gelu(F.linear(h, fc_w, fc_b), approximate=approx), out_w, out_b)
+        return F.layer_norm(x, (D,), self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
+
+    def _step_weights(self) -> list[tuple]:
+        """Per block, the tensors and constants :meth:`step` reads, gathered once.
+
+        Gathered again when the parameters are no longer the same objects (``.to()`` onto
+        another device may replace them); in-place updates (an optimizer, ``load_state_dict``)
+        keep the objects, so the list stays current.
+        """
+        first = cast(Block, self.blocks[0]).ln1.weight
+        if self._flat_weights and self._flat_weights[0][0] is first:
+            return self._flat_weights
+        flat = []
+        for module in self.blocks:
+            b = cast(Block, module)
+            fc, act, out = cast(nn.Linear, b.mlp[0]), cast(nn.GELU, b.mlp[1]), cast(nn.Linear, b.mlp[2])
+            flat.append((b.ln1.weight, b.ln1.bias, b.ln1.eps, b.attn.qkv.weight, b.attn.qkv.bias, b.attn.n_head,
+                         b.attn.proj.weight, b.attn.proj.bias, b.ln2.weight, b.ln2.bias, b.ln2.eps,
+                         fc.weight, fc.bias, act.approximate, out.weight, out.bias))
+        self._flat_weights = flat
+        return flat
