@@ -25,7 +25,7 @@ from dtkit.collect.catalog import build_recipe, tiny_recipe
 from dtkit.collect.episodes import Episode, evaluate, run_episodes
 from dtkit.collect.recipe import DatasetSpec, Recipe, TierSpec, TrainSpec, list_recipes, load_recipe, parse_recipe, recipe_dir
 from dtkit.collect.replay import replay_episodes
-from dtkit.collect.tiers import TierRollout, rollout_tiers, select_checkpoints
+from dtkit.collect.tiers import TierRollout, select_checkpoints
 from dtkit.collect.train import Checkpoint, PolicyIndex, load_checkpoint, prune_checkpoints, read_index, train_behaviour
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "read_index",
     "recipe_dir",
     "replay_episodes",
-    "rollout_tiers",
     "run_episodes",
     "select_checkpoints",
     "tiny_recipe",

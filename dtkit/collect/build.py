@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,18 +14,27 @@ from typing import Any
 
 import dtkit
 from dtkit.collect.card import card_files, make_card
-from dtkit.collect.episodes import REF_STREAM, Episode, evaluate, random_actor, sb3_actor
+from dtkit.collect.episodes import (
+    REF_STREAM,
+    TIER_RNG_STREAM,
+    TIER_STREAM,
+    Episode,
+    episode_seed,
+    evaluate,
+    random_actor,
+    run_episodes,
+    sb3_actor,
+    seeded_rng,
+)
 from dtkit.collect.recipe import DatasetSpec, Recipe, TierSpec, recipe_dir
 from dtkit.collect.replay import replay_episodes
-from dtkit.collect.tiers import TierRollout, expert_checkpoint, rollout_tiers, select_checkpoints
+from dtkit.collect.tiers import TierRollout, expert_checkpoint, select_checkpoints
 from dtkit.collect.train import load_checkpoint, prune_checkpoints, read_index, train_behaviour, train_run
 from dtkit.collect.writer import DatasetStream, datasets_to_build
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
 __all__ = ["Behaviour", "build_datasets", "default_policy_dir"]
-
-Sink = Callable[[TierSpec, Episode], None]
 
 
 @dataclass
@@ -34,7 +43,9 @@ class Behaviour:
 
     ref_min: float  # D4RL's reference scores: uniform random actions, and the expert
     ref_max: float
-    roll: Callable[[set[str], Sink], list[TierRollout]]  # roll out the named tiers, streaming each episode
+    source: Callable[[TierSpec], str]  # how a tier acts: "uniform", a checkpoint file, "expert eps=0.2", ...
+    # Tier number i of the recipe, episode by episode; i (not the tier's place among those built) seeds them.
+    play: Callable[[int, TierSpec], Iterator[Episode]]
     algorithm_name: Callable[[DatasetSpec], str]  # Minari's algorithm_name for a dataset
     info: Callable[[DatasetSpec], dict[str, Any]]  # what the dataset's metadata records about the agent
     finish: Callable[[], None] = lambda: None  # after every dataset is written (pruning checkpoints)
@@ -60,19 +71,19 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path | None = None, *, forc
     todo = datasets_to_build(recipe, force)
     if todo:
         make_env(recipe.env_id).close()  # an unknown env fails here, before a policy folder is made
-        needed = {name for spec, _ in todo for name in spec.tiers}
         if recipe.scripted:
             from dtkit.collect.scripted import scripted_behaviour
 
-            behaviour = scripted_behaviour(recipe, progress)
+            behaviour = scripted_behaviour(recipe)
         else:
-            behaviour = _sb3_behaviour(recipe, Path(policy_dir or default_policy_dir(recipe)), needed, progress)
-        _stream_pass(recipe, todo, behaviour, force=force)
+            behaviour = _sb3_behaviour(recipe, Path(policy_dir or default_policy_dir(recipe)), progress)
+        _stream_pass(recipe, todo, behaviour, force=force, progress=progress)
         behaviour.finish()
     return [spec.id for spec in recipe.outputs()]
 
 
-def _stream_pass(recipe: Recipe, group: list[tuple[DatasetSpec, str]], behaviour: Behaviour, *, force: bool) -> None:
+def _stream_pass(recipe: Recipe, group: list[tuple[DatasetSpec, str]], behaviour: Behaviour, *, force: bool,
+                 progress: bool) -> None:
     """Roll out the tiers of the datasets in ``group`` once, in the recipe's order, streaming each episode into
     every dataset that holds its tier; each dataset is published (with its card) when every tier is done."""
     with ExitStack() as stack:
@@ -81,15 +92,16 @@ def _stream_pass(recipe: Recipe, group: list[tuple[DatasetSpec, str]], behaviour
             description=spec.description or recipe.description or f"dtkit recipe {recipe.name!r} on {recipe.env_id}",
             code_permalink=recipe.code_permalink or f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
         )) for spec, _ in group}
-
-        def sink(tier: TierSpec, ep: Episode) -> None:
-            for spec, _ in group:
-                if tier.name in spec.tiers:
-                    streams[spec.id].add(ep, tier.name)
-
-        by_name = {r.tier.name: r for r in behaviour.roll({n for spec, _ in group for n in spec.tiers}, sink)}
+        rollouts: dict[str, TierRollout] = {}
+        for i, tier in enumerate(recipe.tiers):
+            holders = [streams[spec.id] for spec, _ in group if tier.name in spec.tiers]
+            if holders:
+                rollouts[tier.name] = rollout = TierRollout(tier, behaviour.source(tier))
+                for ep in rollout.watch(behaviour.play(i, tier), progress):
+                    for out in holders:
+                        out.add(ep, tier.name)
         for spec, fingerprint in group:
-            parts = [by_name[name] for name in spec.tiers]
+            parts = [rollouts[name] for name in spec.tiers]
             build_info = {"recipe": recipe.name, "fingerprint": fingerprint, "dtkit_version": dtkit.__version__,
                           "seed": recipe.seed, "ref_episodes": recipe.ref_episodes, **behaviour.info(spec),
                           "tiers": [r.summary() for r in parts]}
@@ -103,7 +115,7 @@ def _stream_pass(recipe: Recipe, group: list[tuple[DatasetSpec, str]], behaviour
                                     ref_episodes=recipe.ref_episodes, build_info=build_info, extra_files=card)
 
 
-def _sb3_behaviour(recipe: Recipe, policy_dir: Path, needed: set[str], progress: bool) -> Behaviour:
+def _sb3_behaviour(recipe: Recipe, policy_dir: Path, progress: bool) -> Behaviour:
     """Train or load the SB3 policies, score the references and pick a checkpoint per tier."""
     train = recipe.train
     assert train is not None  # Recipe: a recipe without an expert has [train]
@@ -123,20 +135,27 @@ def _sb3_behaviour(recipe: Recipe, policy_dir: Path, needed: set[str], progress:
                           recipe.seed, REF_STREAM)
     ref_max, _ = evaluate(recipe.env_id, sb3_actor(model(expert.file), expert_det), recipe.ref_episodes,
                           recipe.seed, REF_STREAM)
-
     chosen = select_checkpoints(recipe.tiers, index, ref_min, ref_max)
-    kinds = {t.name: t.policy for t in recipe.tiers}
-    replays = {name: replay_episodes(policy_dir, chosen[name].steps)
-               for name in needed if kinds[name] == "medium-replay"}
-    sources = {name: c.file for name, c in chosen.items()}
-    source_of = {name: "uniform" if kind == "random" else
-                 f"replay<={sources[name]}" if kind == "medium-replay" else sources[name]
-                 for name, kind in kinds.items() if name in needed}
-    policies = {name: model(c.file) for name, c in chosen.items() if name in needed and kinds[name] != "medium-replay"}
+    tiers = {t.name: t for t in recipe.tiers}
 
-    def roll(only: set[str], sink: Sink) -> list[TierRollout]:
-        return rollout_tiers(recipe.env_id, recipe.tiers, policies, sink, seed=recipe.seed, sources=sources,
-                             progress=progress, only=only, replays=replays)
+    def source(tier: TierSpec) -> str:
+        if tier.policy == "random":
+            return "uniform"
+        file = chosen[tier.name].file
+        return f"replay<={file}" if tier.policy == "medium-replay" else file
+
+    def play(i: int, tier: TierSpec) -> Iterator[Episode]:
+        """Episode ``j`` is reset with a seed from ``(seed, i, j)``; sampled actions draw from RNGs seeded by
+        ``(seed, i)``: the tier is a pure function of the seed and the policy."""
+        if tier.policy == "medium-replay":
+            yield from replay_episodes(policy_dir, chosen[tier.name].steps)
+            return
+        rng_seed = episode_seed(recipe.seed, TIER_RNG_STREAM, i)
+        actor = (random_actor(action_space, rng_seed) if tier.policy == "random"
+                 else sb3_actor(model(chosen[tier.name].file), tier.acts_deterministically, tier.epsilon))
+        with seeded_rng(rng_seed):
+            yield from run_episodes(recipe.env_id, actor, lambda j: episode_seed(recipe.seed, TIER_STREAM, j, i),
+                                    episodes=tier.episodes, transitions=tier.transitions)
 
     def info(spec: DatasetSpec) -> dict[str, Any]:
         return {"algo": train.algo, "trained_steps": index.trained_steps, "checkpoints": {
@@ -149,8 +168,8 @@ def _sb3_behaviour(recipe: Recipe, policy_dir: Path, needed: set[str], progress:
             prune_checkpoints(policy_dir, {c.file for c in chosen.values()} | {expert.file},
                               replay_upto=max(replay_steps) if replay_steps else None)
 
-    return Behaviour(ref_min, ref_max, roll, lambda spec: f"SB3-{train.algo.upper()} tiers: " + ", ".join(
-        f"{name}={source_of[name]}" for name in spec.tiers), info, finish)
+    return Behaviour(ref_min, ref_max, source, play, lambda spec: f"SB3-{train.algo.upper()} tiers: " + ", ".join(
+        f"{name}={source(tiers[name])}" for name in spec.tiers), info, finish)
 
 
 def _train(recipe: Recipe, policy_dir: Path, progress: bool) -> Any:

@@ -9,6 +9,7 @@ over ``n_parallel`` envs is ~15x faster than one call per env on CPU (SB3's
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -49,70 +50,57 @@ def run_episodes(
     episodes: int | None = None,
     transitions: int | None = None,
     n_parallel: int = 16,
-    on_episode: Callable[[Episode], None] | None = None,
-    keep: bool = True,
-) -> list[Episode]:
-    """Run episodes ``0, 1, ...`` (reset seed ``seed_for(i)``) and return them in index order.
+) -> Iterator[Episode]:
+    """Run episodes ``0, 1, ...`` (reset seed ``seed_for(i)``) and yield them in index order.
 
-    With ``transitions``, returns the shortest prefix of episodes holding at least
-    that many steps; episodes past it are dropped, so the result does not depend
-    on how many envs were in flight.
-
-    ``on_episode`` receives the same episodes, in the same order, as soon as all
-    earlier ones have finished. With ``keep=False`` they are not kept (the result
-    is empty): a caller that streams them to disk then holds only the episodes
-    that finished ahead of an earlier, still running one.
+    Each episode is yielded as soon as every earlier one has finished, so a
+    caller that streams them to disk holds only the episodes that finished
+    ahead of an earlier, still running one. With ``transitions``, it stops after
+    the shortest prefix of episodes holding at least that many steps; episodes
+    past it are dropped, so the result does not depend on how many envs were in flight.
 
     Example:
-        >>> eps = run_episodes("CartPole-v1", random_actor(gym.make("CartPole-v1").action_space, 0),
-        ...                    lambda i: i, episodes=3)  # doctest: +SKIP
+        >>> eps = list(run_episodes("CartPole-v1", random_actor(gym.make("CartPole-v1").action_space, 0),
+        ...                         lambda i: i, episodes=3))  # doctest: +SKIP
     """
     if (episodes is None) == (transitions is None):
         raise ValueError("pass exactly one of episodes or transitions")
     n = n_parallel if episodes is None else min(n_parallel, episodes)
-    done: dict[int, Episode] = {}  # finished, not yet handed out (an earlier episode still runs)
-    index_of: list[int | None] = [None] * n  # the episode each env plays; None once there are no more
-    envs = [RecordEpisodes(make_env(env_id), lambda ep, slot=slot: done.__setitem__(index_of[slot], ep))
-            for slot in range(n)]
+    indices = iter(range(episodes)) if episodes is not None else itertools.count()
+    playing: dict[int, int] = {}  # env slot -> the episode it plays
+    done: dict[int, Episode] = {}  # finished, not yet yielded (an earlier episode still runs)
+
+    def recorder(slot: int) -> Callable[[Episode], None]:
+        return lambda ep: done.__setitem__(playing[slot], ep)
+
+    envs = [RecordEpisodes(make_env(env_id), recorder(slot)) for slot in range(n)]
     obs: list[Any] = [None] * n
-    out: list[Episode] = []
-    next_index, handed, held_steps = 0, 0, 0
 
     def start(slot: int) -> None:
-        nonlocal next_index
-        index_of[slot] = None if episodes is not None and next_index >= episodes else next_index
-        if index_of[slot] is not None:
-            obs[slot], _ = envs[slot].reset(seed=seed_for(next_index))
-            next_index += 1
-
-    def hand_out() -> bool:
-        """Hand out finished episodes in index order; True once ``transitions`` steps are held."""
-        nonlocal handed, held_steps
-        while handed in done:
-            ep = done.pop(handed)
-            handed += 1
-            held_steps += len(ep)
-            if keep:
-                out.append(ep)
-            if on_episode is not None:
-                on_episode(ep)
-            if transitions is not None and held_steps >= transitions:
-                return True
-        return False
+        index = next(indices, None)
+        if index is None:
+            playing.pop(slot, None)
+        else:
+            playing[slot] = index
+            obs[slot], _ = envs[slot].reset(seed=seed_for(index))
 
     try:
         for slot in range(n):
             start(slot)
-        while any(i is not None for i in index_of):
-            active = [s for s in range(n) if index_of[s] is not None]
+        handed = held_steps = 0
+        while playing:
+            active = sorted(playing)
             actions = actor(stack([obs[s] for s in active]))
             for row, slot in enumerate(active):
                 obs[slot], _, term, trunc, _ = envs[slot].step(actions[row])  # an ending episode lands in `done`
                 if term or trunc:
                     start(slot)
-            if hand_out():
-                return out
-        return out
+            while handed in done:
+                ep = done.pop(handed)
+                handed, held_steps = handed + 1, held_steps + len(ep)
+                yield ep
+                if transitions is not None and held_steps >= transitions:
+                    return
     finally:
         for env in envs:
             env.close()
@@ -182,6 +170,5 @@ def evaluate(env_id: str, actor: Actor, episodes: int, seed: int, stream: int = 
     between checkpoints come from the policy, not from the luck of the starts.
     """
     with seeded_rng(seed):
-        eps = run_episodes(env_id, actor, lambda i: episode_seed(seed, stream, i), episodes=episodes)
-    rets = np.array([e.ret for e in eps])
+        rets = np.array([e.ret for e in run_episodes(env_id, actor, lambda i: episode_seed(seed, stream, i), episodes=episodes)])
     return float(rets.mean()), float(rets.std())

@@ -30,7 +30,6 @@ from dtkit.collect.schema import Bounds, RecipeError, from_table
 from dtkit.errors import DtkitError
 
 __all__ = [
-    "ALGOS",
     "DatasetSpec",
     "Recipe",
     "TierSpec",
@@ -41,12 +40,6 @@ __all__ = [
     "recipe_dir",
 ]
 
-#: SB3 algorithms a recipe may name, as lazy ``module:Class`` paths.
-ALGOS: dict[str, str] = {
-    "ppo": "stable_baselines3:PPO",
-    "sac": "stable_baselines3:SAC",
-    "dqn": "stable_baselines3:DQN",
-}
 #: Algorithms whose replay buffer a ``medium-replay`` tier can read.
 OFF_POLICY = ("sac", "dqn")
 _MEDIUM = ("medium", "medium-replay")
@@ -71,7 +64,7 @@ class TierSpec:
     policy: Literal["random", "medium", "medium-replay", "expert"] = "expert"
     episodes: Positive | None = None
     transitions: Positive | None = None
-    deterministic: bool | None = None  # default: True except for medium tiers; ignored by "random"
+    deterministic: bool | None = None  # unset: see `acts_deterministically`; ignored by "random"
     fraction: Annotated[float, Bounds(0.0, 1.0, " (a normalised score)")] | None = None  # medium: target score
     target_return: float | None = None  # medium: target return, instead of fraction
     checkpoint: Literal["best", "final"] = "best"  # expert: highest eval return, or the last checkpoint
@@ -80,8 +73,6 @@ class TierSpec:
     def __post_init__(self) -> None:
         if not self.name:
             object.__setattr__(self, "name", self.policy)
-        if self.deterministic is None:
-            object.__setattr__(self, "deterministic", self.policy not in _MEDIUM)
         counted = [k for k in ("episodes", "transitions") if getattr(self, k) is not None]
         if self.policy == "medium-replay":
             if counted:
@@ -102,6 +93,11 @@ class TierSpec:
             raise RecipeError("target_return", "cannot be combined with `fraction`; keep one")
         if self.policy not in _MEDIUM and targets:
             raise RecipeError(targets[0], "only applies to medium and medium-replay tiers; remove it")
+
+    @property
+    def acts_deterministically(self) -> bool:
+        """``deterministic`` as the recipe gives it; unset, True except for medium tiers, which sample their actions."""
+        return self.deterministic if self.deterministic is not None else self.policy not in _MEDIUM
 
 
 @dataclass(frozen=True)
@@ -224,6 +220,8 @@ class Recipe:
         data = asdict(self)
         for key in ("name", "description", "code_permalink", "datasets"):
             data.pop(key)
+        for tier, spec in zip(data["tiers"], self.tiers):
+            tier["deterministic"] = spec.acts_deterministically  # hashed resolved, as built datasets were
         # Fields added later hash only when set, so datasets built before them stay valid.
         for key in ("expert", "jpeg"):
             if not data[key]:

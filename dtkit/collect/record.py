@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -66,30 +66,24 @@ class RecordEpisodes(gym.Wrapper):
         self.on_episode = on_episode
         self._seed: int | None = None
         self._obs: list[Any] = []
-        self._act: list[Any] = []
-        self._rew: list[float] = []
-        self._term: list[bool] = []
-        self._trunc: list[bool] = []
+        self._steps: list[tuple[np.ndarray, float, bool, bool]] = []  # action, reward, terminated, truncated
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
-        self._seed = seed
-        self._obs, self._act, self._rew, self._term, self._trunc = [obs], [], [], [], []
+        self._seed, self._obs, self._steps = seed, [obs], []
         return obs, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._obs.append(obs)
-        self._act.append(np.asarray(action))
-        self._rew.append(float(reward))
-        self._term.append(bool(terminated))
-        self._trunc.append(bool(truncated))
+        self._steps.append((np.asarray(action), float(reward), bool(terminated), bool(truncated)))
         if terminated or truncated:
+            actions, rewards, terms, truncs = zip(*self._steps)
             episode = Episode(
-                seed=self._seed, observations=stack(self._obs), actions=np.stack(self._act),
-                rewards=np.asarray(self._rew, dtype=np.float64), terminations=np.asarray(self._term, dtype=bool),
-                truncations=np.asarray(self._trunc, dtype=bool),
+                seed=self._seed, observations=stack(self._obs), actions=np.stack(actions),
+                rewards=np.asarray(rewards, dtype=np.float64), terminations=np.asarray(terms, dtype=bool),
+                truncations=np.asarray(truncs, dtype=bool),
             )
-            self._obs, self._act, self._rew, self._term, self._trunc = [], [], [], [], []
+            self._obs, self._steps = [], []
             self.on_episode(episode)
         return obs, reward, terminated, truncated, info

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import importlib
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import gymnasium as gym
@@ -33,7 +33,6 @@ import numpy as np
 from dtkit.collect.episodes import REF_STREAM, TIER_RNG_STREAM, TIER_STREAM, Episode, episode_seed
 from dtkit.collect.recipe import Recipe, TierSpec
 from dtkit.collect.record import RecordEpisodes
-from dtkit.collect.tiers import TierRollout, streamed
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
@@ -94,35 +93,30 @@ def _returns(env_id: str, expert_cls: type | None, episodes: int, seed: int) -> 
     return float(np.mean(rets))
 
 
-def scripted_behaviour(recipe: Recipe, progress: bool) -> Behaviour:
+def scripted_behaviour(recipe: Recipe) -> Behaviour:
     """The tiers of a scripted-expert recipe, for :func:`dtkit.collect.build.build_datasets`."""
     from dtkit.collect.build import Behaviour
 
     expert_cls = load_expert(recipe.expert)
 
-    def roll(only: set[str], sink: Callable[[TierSpec, Episode], None]) -> list[TierRollout]:
+    def play(i: int, tier: TierSpec) -> Iterator[Episode]:
         """Episode ``j`` of tier ``i``: reset seed from ``(seed, i, j)``, noise from ``(seed, i, j)`` too."""
-        out = []
-        for i, tier in enumerate(recipe.tiers):  # i: the position in the recipe, whichever tiers are built
-            if tier.name not in only:
-                continue
-            source = "uniform" if tier.policy == "random" else f"expert eps={tier.epsilon:g}"
-            with streamed(tier, source, sink, progress) as (rollout, add):
-                env, j = RecordEpisodes(make_env(recipe.env_id), add), 0
-                try:
-                    while (j < tier.episodes) if tier.episodes is not None else (rollout.steps < tier.transitions):
-                        run_scripted_episode(env, None if tier.policy == "random" else expert_cls, tier.epsilon,
-                                             episode_seed(recipe.seed, TIER_STREAM, j, i),
-                                             episode_seed(recipe.seed, TIER_RNG_STREAM, i, j))
-                        j += 1
-                finally:
-                    env.close()
-            out.append(rollout)
-        return out
+        finished: list[Episode] = []
+        env, j, steps = RecordEpisodes(make_env(recipe.env_id), finished.append), 0, 0
+        try:
+            while j < (tier.episodes or 0) or steps < (tier.transitions or 0):  # a tier sets one of the two
+                run_scripted_episode(env, None if tier.policy == "random" else expert_cls, tier.epsilon,
+                                     episode_seed(recipe.seed, TIER_STREAM, j, i),
+                                     episode_seed(recipe.seed, TIER_RNG_STREAM, i, j))
+                j, steps = j + 1, steps + len(finished[-1])
+                yield finished.pop()
+        finally:
+            env.close()
 
     return Behaviour(
         ref_min=_returns(recipe.env_id, None, recipe.ref_episodes, recipe.seed),
         ref_max=_returns(recipe.env_id, expert_cls, recipe.ref_episodes, recipe.seed),
-        roll=roll, algorithm_name=lambda spec: f"scripted expert {recipe.expert}",
+        source=lambda tier: "uniform" if tier.policy == "random" else f"expert eps={tier.epsilon:g}",
+        play=play, algorithm_name=lambda spec: f"scripted expert {recipe.expert}",
         info=lambda spec: {"algo": "scripted", "expert": recipe.expert, "trained_steps": None},
     )

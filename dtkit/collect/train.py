@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dtkit.collect.episodes import evaluate, sb3_actor
-from dtkit.collect.recipe import ALGOS, TrainSpec
+from dtkit.collect.recipe import TrainSpec
 from dtkit.collect.replay import replay_chunks, replay_file, save_replay_chunk
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
@@ -95,8 +95,8 @@ def read_index(policy_dir: str | Path) -> PolicyIndex | None:
 
 
 def _algo_class(algo: str) -> Any:
-    module, cls = ALGOS[algo].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The SB3 class a recipe's ``train.algo`` names (``TrainSpec.algo`` lists them)."""
+    return getattr(importlib.import_module("stable_baselines3"), algo.upper())
 
 
 def load_checkpoint(policy_dir: str | Path, ckpt: Checkpoint, algo: str, env: Any = None) -> Any:

@@ -16,8 +16,8 @@ def _lean_right(obs: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("n_parallel", [1, 3, 16])
 def test_batching_does_not_change_episodes(n_parallel):
-    ref = run_episodes("CartPole-v1", _lean_right, lambda i: 100 + i, transitions=300, n_parallel=1)
-    got = run_episodes("CartPole-v1", _lean_right, lambda i: 100 + i, transitions=300, n_parallel=n_parallel)
+    ref = list(run_episodes("CartPole-v1", _lean_right, lambda i: 100 + i, transitions=300, n_parallel=1))
+    got = list(run_episodes("CartPole-v1", _lean_right, lambda i: 100 + i, transitions=300, n_parallel=n_parallel))
     assert [e.seed for e in got] == [e.seed for e in ref]
     assert all(np.array_equal(a.observations, b.observations) for a, b in zip(got, ref))
     total = sum(len(e) for e in got)
