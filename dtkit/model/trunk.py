@@ -124,6 +124,18 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x)), kv
 
 
+# How many parameters have been registered on any module so far: Trunk.step's flat weight list
+# is stale once this moves (a parameter replaced by a new object).
+_registrations = [0]
+
+
+def _count_registration(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+    _registrations[0] += 1
+
+
+torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+
+
 class Trunk(nn.Module):
     """A stack of pre-LN blocks and a final LayerNorm."""
 
@@ -132,6 +144,7 @@ class Trunk(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self._flat_weights: list[tuple] = []  # filled by _step_weights
+        self._flat_version = -1
 
     def forward(
         self,
@@ -195,13 +208,15 @@ class Trunk(nn.Module):
     def _step_weights(self) -> list[tuple]:
         """Per block, the tensors and constants :meth:`step` reads, gathered once.
 
-        Gathered again when the parameters are no longer the same objects (``.to()`` onto
-        another device may replace them); in-place updates (an optimizer, ``load_state_dict``)
-        keep the objects, so the list stays current.
+        In-place updates (an optimizer, ``load_state_dict``) keep the parameter objects, so the
+        list stays current. It is gathered again after any parameter is registered anywhere
+        (``module.weight = nn.Parameter(...)``, ``load_state_dict(assign=True)``) and when the
+        parameters were swapped for new objects without registration (``.to()`` may do that).
         """
         first = cast(Block, self.blocks[0]).ln1.weight
-        if self._flat_weights and self._flat_weights[0][0] is first:
+        if self._flat_weights and self._flat_version == _registrations[0] and self._flat_weights[0][0] is first:
             return self._flat_weights
+        self._flat_version = _registrations[0]
         flat = []
         for module in self.blocks:
             b = cast(Block, module)

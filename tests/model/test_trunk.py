@@ -84,3 +84,36 @@ def test_written_out_attention_equals_sdpa(n_head, masked):
     g2 = torch.autograd.grad(fused.square().sum(), (q, k, v))
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_cached_step_follows_replaced_and_updated_weights():
+    """The cached step reads weights gathered once; it must see in-place updates (an optimizer
+    step) and parameters replaced by new objects, exactly as the full forward does."""
+    spec = spec_from_spaces(gym.spaces.Box(-1, 1, (5,)), gym.spaces.Box(-1, 1, (2,)), context_len=4)
+    torch.manual_seed(0)
+    model = DecisionTransformer(spec, ModelConfig(d_model=16, n_layer=2, dropout=0.0)).eval()
+    batch = _batch(spec, 3, 1, torch.Generator().manual_seed(2))
+    batch.timesteps.zero_()
+
+    def first_step_action() -> torch.Tensor:  # one cached step from an empty cache: the same window as a 1-step forward
+        cache = model.new_cache(3)
+        prev = {"action": torch.zeros(3, 2), "reward": torch.zeros(3)}
+        cur = {"return": batch.returns[:, 0], "obs": {k: v[:, 0] for k, v in batch.obs.items()}}
+        t = batch.timesteps[:, 0]
+        with torch.no_grad():
+            return model.step(cache, prev, t, torch.zeros(3, dtype=torch.bool), cur, t)
+
+    def forward_action() -> torch.Tensor:
+        with torch.no_grad():
+            return model(batch)[0][:, 0]
+
+    torch.testing.assert_close(first_step_action(), forward_action(), atol=1e-5, rtol=0)
+    with torch.no_grad():  # in place, as an optimizer does
+        for p in model.trunk.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    torch.testing.assert_close(first_step_action(), forward_action(), atol=1e-5, rtol=0)
+    block = model.trunk.blocks[1]
+    block.mlp[2].weight = torch.nn.Parameter(torch.randn_like(block.mlp[2].weight))  # a new object, in the last block only
+    torch.testing.assert_close(first_step_action(), forward_action(), atol=1e-5, rtol=0)
+    model.load_state_dict({k: v + 0.1 for k, v in model.state_dict().items()}, assign=True)  # every parameter a new object
+    torch.testing.assert_close(first_step_action(), forward_action(), atol=1e-5, rtol=0)
