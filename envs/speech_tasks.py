@@ -43,6 +43,7 @@ MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])  # action -> (drow, dcol): 
 _RGB = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 _INSTRUCTION_MODES = ("every_step", "first_step")
 _LAYOUTS = ("rotations", "stations", "random")
+_STARTS = ("centre", "anywhere")
 
 
 class _SpokenTask(gym.Env):
@@ -200,10 +201,14 @@ class SpokenGoToEnv(_SpokenTask):
     clip_seconds = 1.25  # "go to the yellow ball" at the slowest rate lasts about 1.25 s
     n_objects = 3
 
-    def __init__(self, tile: int = 6, layout: str = "rotations", home_share: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, tile: int = 6, layout: str = "rotations", home_share: float = 0.5, start: str = "anywhere",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if layout not in _LAYOUTS:
             raise ValueError(f"layout={layout!r} is unknown; use one of {_LAYOUTS}")
+        if start not in _STARTS:
+            raise ValueError(f"start={start!r} is unknown; use one of {_STARTS}")
+        self.start = start
         if not 0.0 <= home_share <= 1.0:
             raise ValueError(f"home_share={home_share!r} is invalid; use a fraction in [0, 1]")
         self.tile, self.layout, self.home_share = tile, layout, float(home_share)
@@ -238,6 +243,10 @@ class SpokenGoToEnv(_SpokenTask):
             cells = rng.choice(self.size * self.size, size=self.n_objects + 1, replace=False)
             rc = np.stack([cells // self.size, cells % self.size], axis=1)
             self.agent, self.objects = rc[0].copy(), rc[1:].copy()
+        if self.start == "anywhere" and self.layout != "random":
+            # Any free cell: the way to the named object then depends on the clip at every step, not only the first.
+            free = [(r, col) for r in range(self.size) for col in range(self.size) if self._object_at(np.array([r, col])) is None]
+            self.agent = np.array(free[int(rng.integers(len(free)))])
         self.colours = (np.arange(self.n_objects) if self.layout == "rotations"
                         else rng.choice(len(COLOURS), size=self.n_objects, replace=False))  # distinct colours
         self.types = rng.integers(len(OBJECT_TYPES), size=self.n_objects)

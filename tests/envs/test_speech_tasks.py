@@ -83,7 +83,7 @@ def test_expert_reaches_the_spoken_goal_and_a_wrong_goal_pays_nothing(env_id):
 
 def test_goto_layouts():
     wall_middles = {(0, 2), (2, 0), (2, 4), (4, 2)}
-    turned = gym.make("dtkit/SpokenGoTo-v0")  # "rotations": all four colours, one fixed cyclic order, turned
+    turned = gym.make("dtkit/SpokenGoTo-v0", start="centre")  # "rotations": four colours, one fixed cyclic order, turned
     orders = set()
     for seed in range(40):
         turned.reset(seed=seed)
@@ -91,7 +91,7 @@ def test_goto_layouts():
         assert tuple(u.agent) == (2, 2) and {tuple(c) for c in u.objects} == wall_middles
         orders.add(tuple(map(tuple, u.objects[np.argsort(u.colours)])))
     assert len(orders) == 4  # four quarter turns, nothing else
-    stations = gym.make("dtkit/SpokenGoTo-v0", layout="stations")
+    stations = gym.make("dtkit/SpokenGoTo-v0", layout="stations", start="centre")
     stations.reset(seed=0)
     assert {tuple(c) for c in stations.unwrapped.objects} < wall_middles and len(set(stations.unwrapped.colours.tolist())) == 3
     scattered = gym.make("dtkit/SpokenGoTo-v0", layout="random")
@@ -117,3 +117,24 @@ def test_goto_home_share_sets_how_often_the_room_is_unturned():
     assert home_fraction(gym.make("dtkit/SpokenGoTo-v0", home_share=0.0), 40) == 0.0
     with pytest.raises(ValueError, match="home_share=1.5 is invalid"):
         gym.make("dtkit/SpokenGoTo-v0", home_share=1.5)
+
+
+def test_goto_start_anywhere_puts_the_agent_on_free_cells_and_the_expert_still_arrives():
+    from dtkit.envs.speech_tasks import SpokenTaskExpert
+
+    env = gym.make("dtkit/SpokenGoTo-v0", start="anywhere", snr_db=None)
+    starts = set()
+    for seed in range(30):
+        obs, info = env.reset(seed=seed)
+        u = env.unwrapped
+        assert u._object_at(u.agent) is None
+        starts.add(tuple(u.agent))
+        expert = SpokenTaskExpert(env)
+        for _ in range(u.max_steps):
+            obs, reward, terminated, truncated, info = env.step(expert.act(obs, info))
+            if terminated or truncated:
+                break
+        assert reward == 1.0
+    assert len(starts) > 8
+    with pytest.raises(ValueError, match="start='corner' is unknown"):
+        gym.make("dtkit/SpokenGoTo-v0", start="corner")
