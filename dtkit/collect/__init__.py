@@ -22,26 +22,19 @@ from __future__ import annotations
 from dtkit.collect.build import build_datasets
 from dtkit.collect.card import read_card
 from dtkit.collect.catalog import build_recipe, tiny_recipe
-from dtkit.collect.episodes import Episode, evaluate, run_episodes
+from dtkit.collect.episodes import run_episodes
 from dtkit.collect.recipe import DatasetSpec, Recipe, TierSpec, TrainSpec, list_recipes, load_recipe, parse_recipe, recipe_dir
 from dtkit.collect.replay import replay_episodes
-from dtkit.collect.tiers import TierRollout, select_checkpoints
-from dtkit.collect.train import Checkpoint, PolicyIndex, load_checkpoint, prune_checkpoints, read_index, train_behaviour
+from dtkit.collect.train import prune_checkpoints, read_index, train_behaviour
 
 __all__ = [
-    "Checkpoint",
     "DatasetSpec",
-    "Episode",
-    "PolicyIndex",
     "Recipe",
-    "TierRollout",
     "TierSpec",
     "TrainSpec",
     "build_datasets",
     "build_recipe",
-    "evaluate",
     "list_recipes",
-    "load_checkpoint",
     "load_recipe",
     "parse_recipe",
     "prune_checkpoints",
@@ -50,7 +43,6 @@ __all__ = [
     "recipe_dir",
     "replay_episodes",
     "run_episodes",
-    "select_checkpoints",
     "tiny_recipe",
     "train_behaviour",
 ]

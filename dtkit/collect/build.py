@@ -30,7 +30,7 @@ from dtkit.collect.recipe import DatasetSpec, Recipe, TierSpec, recipe_dir
 from dtkit.collect.replay import replay_episodes
 from dtkit.collect.tiers import TierRollout, expert_checkpoint, select_checkpoints
 from dtkit.collect.train import load_checkpoint, prune_checkpoints, read_index, train_behaviour, train_run
-from dtkit.collect.writer import DatasetStream, datasets_to_build
+from dtkit.collect.writer import DatasetStream, dataset_build_info
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
 
@@ -68,7 +68,7 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path | None = None, *, forc
         >>> build_datasets(load_recipe("hopper"), "runs/policies/hopper")  # doctest: +SKIP
         ['dtkit/hopper/random-v0', 'dtkit/hopper/medium-v0', ...]
     """
-    todo = datasets_to_build(recipe, force)
+    todo = [spec for spec in recipe.outputs() if force or _missing(recipe, spec)]
     if todo:
         make_env(recipe.env_id).close()  # an unknown env fails here, before a policy folder is made
         if recipe.scripted:
@@ -82,7 +82,17 @@ def build_datasets(recipe: Recipe, policy_dir: str | Path | None = None, *, forc
     return [spec.id for spec in recipe.outputs()]
 
 
-def _stream_pass(recipe: Recipe, group: list[tuple[DatasetSpec, str]], behaviour: Behaviour, *, force: bool,
+def _missing(recipe: Recipe, spec: DatasetSpec) -> bool:
+    """Whether ``spec`` is missing; one built from another recipe or settings is refused, so a changed
+    recipe never silently leaves stale data under its id."""
+    info = dataset_build_info(spec.id)
+    if info is not None and info.get("fingerprint") != recipe.fingerprint(spec):
+        raise DtkitError(f"dataset {spec.id!r} already exists but was built from a different recipe or settings; "
+                         f"pass force=True (--force) to rebuild it, or delete it (minari delete {spec.id})")
+    return info is None
+
+
+def _stream_pass(recipe: Recipe, group: list[DatasetSpec], behaviour: Behaviour, *, force: bool,
                  progress: bool) -> None:
     """Roll out the tiers of the datasets in ``group`` once, in the recipe's order, streaming each episode into
     every dataset that holds its tier; each dataset is published (with its card) when every tier is done."""
@@ -90,19 +100,19 @@ def _stream_pass(recipe: Recipe, group: list[tuple[DatasetSpec, str]], behaviour
         streams = {spec.id: stack.enter_context(DatasetStream(
             spec.id, env_id=recipe.env_id, algorithm_name=behaviour.algorithm_name(spec), force=force, jpeg=recipe.jpeg,
             description=spec.description or recipe.description or f"dtkit recipe {recipe.name!r} on {recipe.env_id}",
-            code_permalink=recipe.code_permalink or f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
-        )) for spec, _ in group}
+            code_permalink=f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
+        )) for spec in group}
         rollouts: dict[str, TierRollout] = {}
         for i, tier in enumerate(recipe.tiers):
-            holders = [streams[spec.id] for spec, _ in group if tier.name in spec.tiers]
+            holders = [streams[spec.id] for spec in group if tier.name in spec.tiers]
             if holders:
                 rollouts[tier.name] = rollout = TierRollout(tier, behaviour.source(tier))
                 for ep in rollout.watch(behaviour.play(i, tier), progress):
                     for out in holders:
                         out.add(ep, tier.name)
-        for spec, fingerprint in group:
+        for spec in group:
             parts = [rollouts[name] for name in spec.tiers]
-            build_info = {"recipe": recipe.name, "fingerprint": fingerprint, "dtkit_version": dtkit.__version__,
+            build_info = {"recipe": recipe.name, "fingerprint": recipe.fingerprint(spec), "dtkit_version": dtkit.__version__,
                           "seed": recipe.seed, "ref_episodes": recipe.ref_episodes, **behaviour.info(spec),
                           "tiers": [r.summary() for r in parts]}
 
@@ -124,7 +134,7 @@ def _sb3_behaviour(recipe: Recipe, policy_dir: Path, progress: bool) -> Behaviou
 
     def model(file: str) -> object:
         if file not in models:
-            models[file] = load_checkpoint(policy_dir, next(c for c in index.checkpoints if c.file == file), train.algo)
+            models[file] = load_checkpoint(policy_dir, file, train.algo)
         return models[file]
 
     # D4RL's reference scores: a uniform policy and the expert, each averaged over

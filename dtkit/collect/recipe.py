@@ -152,7 +152,6 @@ class Recipe:
     seed: int = 0
     description: str = ""
     ref_episodes: Positive = 100  # episodes averaged for ref_min_score / ref_max_score
-    code_permalink: str = ""
     datasets: tuple[DatasetSpec, ...] = ()
     expert: str = ""  # "pkg.mod:Class" of a scripted expert, instead of [train]
     jpeg: bool = False  # JPEG-encode image observations (lossy); the default stores them losslessly
@@ -218,7 +217,7 @@ class Recipe:
         as before ``datasets`` existed, so already built datasets stay valid.
         """
         data = asdict(self)
-        for key in ("name", "description", "code_permalink", "datasets"):
+        for key in ("name", "description", "datasets"):
             data.pop(key)
         for tier, spec in zip(data["tiers"], self.tiers):
             tier["deterministic"] = spec.acts_deterministically  # hashed resolved, as built datasets were

@@ -14,6 +14,8 @@ training so a resumed SAC/DQN does not restart from an empty buffer.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import importlib
 import json
@@ -99,16 +101,16 @@ def _algo_class(algo: str) -> Any:
     return getattr(importlib.import_module("stable_baselines3"), algo.upper())
 
 
-def load_checkpoint(policy_dir: str | Path, ckpt: Checkpoint, algo: str, env: Any = None) -> Any:
-    """Load an SB3 zip on CPU (tiny MLPs run faster there than on a GPU)."""
-    path = Path(policy_dir) / ckpt.file
+def load_checkpoint(policy_dir: str | Path, file: str, algo: str) -> Any:
+    """Load checkpoint ``file`` for inference, on CPU (tiny MLPs run faster there than on a GPU)."""
+    path = Path(policy_dir) / file
     if not path.is_file():
         raise DtkitError(f"checkpoint {path} is listed in {INDEX} but missing; delete {policy_dir} to retrain")
     # Schedules are pickled closures that may not load across Python versions;
     # inference never needs them, so replace them (SB3's documented workaround).
-    custom = None if env is not None else {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0,
-                                           "clip_range": lambda _: 0.0, "exploration_schedule": lambda _: 0.0}
-    return _algo_class(algo).load(path, env=env, device="cpu", custom_objects=custom)
+    custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0,
+              "exploration_schedule": lambda _: 0.0}
+    return _algo_class(algo).load(path, device="cpu", custom_objects=custom)
 
 
 def _save_zip(model: Any, path: Path) -> None:
@@ -184,12 +186,12 @@ def train_behaviour(
                 record(cls.load(z, device="cpu"), z.name)
     else:
         try:
-            model = cls(spec.policy, venv, seed=seed, device="cpu", verbose=0, **_hyperparams(spec))
+            # A deep copy: the spec stays frozen data whatever SB3 does with its arguments.
+            model = cls(spec.policy, venv, seed=seed, device="cpu", verbose=0, **copy.deepcopy(spec.hyperparams))
         except TypeError as e:
             raise DtkitError(f"train.hyperparams for {spec.algo}: {e}; fix or remove that key") from e
 
-    bar = _progress_bar(spec.steps, model.num_timesteps, f"train {spec.algo} {env_id}", progress)
-    callback = _bar_callback(bar)
+    bar, callback = _progress_bar(spec.steps, model.num_timesteps, f"train {spec.algo} {env_id}", progress)
     try:
         while model.num_timesteps < spec.steps:
             target = min(spec.steps, (model.num_timesteps // spec.checkpoint_every + 1) * spec.checkpoint_every)
@@ -233,8 +235,7 @@ def prune_checkpoints(policy_dir: str | Path, keep: set[str], *, replay_upto: in
         doomed += [p for s, p in replay_chunks(policy_dir).items() if s > replay_upto]
     if not doomed and len(kept) == len(index.checkpoints):
         return index  # already pruned: leave a read-only (installed) folder untouched
-    pruned = PolicyIndex(index.env_id, index.algo, index.seed, index.run,
-                         index.trained_steps, index.eval_episodes, kept)
+    pruned = dataclasses.replace(index, checkpoints=kept)
     atomic_write_json(policy_dir / INDEX, pruned.to_json())  # index first: it never names a deleted zip
     for z in doomed:
         z.unlink()
@@ -256,35 +257,16 @@ def _buffer_pos(model: Any, record_replay: bool) -> int:
     return 0 if model.replay_buffer is None else model.replay_buffer.pos
 
 
-def _hyperparams(spec: TrainSpec) -> dict[str, Any]:
-    """Recipe hyperparameters as SB3 kwargs; TOML cannot hold a class, so
-    ``policy_kwargs.activation_fn`` is given by name (``"tanh"`` -> ``torch.nn.Tanh``)."""
-    import torch
-
-    hp = json.loads(json.dumps(spec.hyperparams))  # deep copy: the spec stays frozen data
-    pk = hp.get("policy_kwargs", {})
-    if isinstance(pk.get("activation_fn"), str):
-        names = {n.lower(): n for n in dir(torch.nn)}
-        name = pk["activation_fn"].lower()
-        if name not in names:
-            raise DtkitError(f"train.hyperparams.policy_kwargs.activation_fn: unknown {pk['activation_fn']!r}; "
-                             "use a torch.nn name such as 'tanh' or 'relu'")
-        pk["activation_fn"] = getattr(torch.nn, names[name])
-    return hp
-
-
-def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
+def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tuple[Any, Any]:
+    """A tqdm bar of environment steps, and the SB3 callback that moves it."""
+    from stable_baselines3.common.callbacks import BaseCallback
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
-
-
-def _bar_callback(bar: Any) -> Any:
-    from stable_baselines3.common.callbacks import BaseCallback
+    bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
 
     class _Bar(BaseCallback):
         def _on_step(self) -> bool:
             bar.update(self.model.num_timesteps - bar.n)
             return True
 
-    return _Bar()
+    return bar, _Bar()

@@ -24,16 +24,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dtkit.collect.record import Episode
 from dtkit.errors import DtkitError
 from dtkit.io import atomic_write_json
 
-if TYPE_CHECKING:
-    from dtkit.collect.recipe import DatasetSpec, Recipe
-
-__all__ = ["DatasetStream", "dataset_build_info", "datasets_root", "datasets_to_build"]
+__all__ = ["DatasetStream", "dataset_build_info", "datasets_root"]
 
 _ENV = "MINARI_DATASETS_PATH"
 _NS_FILE = "namespace_metadata.json"
@@ -55,28 +52,6 @@ def dataset_build_info(dataset_id: str) -> dict[str, Any] | None:
     if not meta.is_file():
         return None
     return json.loads(meta.read_text()).get("dtkit", {})
-
-
-def datasets_to_build(recipe: Recipe, force: bool) -> list[tuple[DatasetSpec, str]]:
-    """The recipe's datasets that are missing (or all of them with ``force``), each with its fingerprint.
-
-    A dataset built from the same recipe and settings is kept; one built from
-    others is refused unless ``force``, so a changed recipe never silently
-    leaves stale data under its id.
-    """
-    todo = []
-    for spec in recipe.outputs():
-        fingerprint = recipe.fingerprint(spec)
-        info = dataset_build_info(spec.id)
-        if info is not None and not force:
-            if info.get("fingerprint") == fingerprint:
-                continue
-            raise DtkitError(
-                f"dataset {spec.id!r} already exists but was built from a different recipe or "
-                f"settings; pass force=True (--force) to rebuild it, or delete it (minari delete {spec.id})"
-            )
-        todo.append((spec, fingerprint))
-    return todo
 
 
 @contextmanager
