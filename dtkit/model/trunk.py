@@ -33,7 +33,7 @@ class SelfAttention(nn.Module):
         attn_mask: torch.Tensor | None,  # (B|1, 1, Lq, L) bool, True = may attend; None = causal
         queries: torch.Tensor | None = None,  # (Lq,) positions whose outputs are needed; None = all
     ) -> tuple[torch.Tensor, KV]:
-        B, L, D = x.shape
+        D = x.shape[-1]
         w, b = self.qkv.weight, self.qkv.bias
         if queries is None:
             q, k, v = F.linear(x, w, b).split(D, dim=-1)  # each (B, L, D)
