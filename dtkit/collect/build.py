@@ -129,7 +129,8 @@ def _sb3_behaviour(recipe: Recipe, policy_dir: Path, progress: bool) -> Behaviou
     """Train or load the SB3 policies, score the references and pick a checkpoint per tier."""
     train = recipe.train
     assert train is not None  # Recipe: a recipe without an expert has [train]
-    index = _train(recipe, policy_dir, progress)
+    index = train_behaviour(recipe.env_id, train, policy_dir, seed=recipe.seed, progress=progress,
+                            record_replay=any(t.policy == "medium-replay" for t in recipe.tiers))
     models: dict[str, object] = {}
 
     def model(file: str) -> object:
@@ -180,24 +181,6 @@ def _sb3_behaviour(recipe: Recipe, policy_dir: Path, progress: bool) -> Behaviou
 
     return Behaviour(ref_min, ref_max, source, play, lambda spec: f"SB3-{train.algo.upper()} tiers: " + ", ".join(
         f"{name}={source(tiers[name])}" for name in spec.tiers), info, finish)
-
-
-def _train(recipe: Recipe, policy_dir: Path, progress: bool) -> Any:
-    """Train or load the behaviour policies; a failure keeps the checkpoints and says how to resume."""
-    assert recipe.train is not None
-    try:
-        return train_behaviour(recipe.env_id, recipe.train, policy_dir, seed=recipe.seed, progress=progress,
-                               record_replay=any(t.policy == "medium-replay" for t in recipe.tiers))
-    except DtkitError:
-        raise
-    except Exception as e:
-        index = read_index(policy_dir)
-        done = index.trained_steps if index is not None else 0
-        raise DtkitError(
-            f"training {recipe.train.algo} on {recipe.env_id} failed after {done} of {recipe.train.steps} steps "
-            f"({type(e).__name__}: {e}); the checkpoints so far are kept in {policy_dir}: run the same build "
-            f"again to resume from step {done}"
-        ) from e
 
 
 def default_policy_dir(recipe: Recipe, packaged: bool = False) -> Path:

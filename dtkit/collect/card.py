@@ -47,12 +47,9 @@ def make_card(
     lengths = np.array([n for r in rollouts for n in r.lengths], dtype=np.float64)
     card: dict[str, Any] = {
         "dataset_id": dataset_id,
-        "recipe": build_info.get("recipe"),
         "env_id": env_id,
-        "algo": build_info.get("algo"),
-        "expert": build_info.get("expert"),
-        "trained_steps": build_info.get("trained_steps"),
-        "seed": build_info.get("seed"),
+        **{key: build_info.get(key) for key in ("recipe", "algo", "expert", "trained_steps", "seed", "fingerprint",
+                                                 "dtkit_version")},
         "episodes": len(returns),
         "transitions": int(lengths.sum()),
         "size_bytes": _size(folder),
@@ -62,8 +59,6 @@ def make_card(
         "ref_max_score": ref_max_score,
         "tiers": [r.summary() for r in rollouts],
         "checkpoints": build_info.get("checkpoints", {}),
-        "fingerprint": build_info.get("fingerprint"),
-        "dtkit_version": build_info.get("dtkit_version"),
     }
     if ref_min_score is not None and ref_max_score is not None and ref_max_score != ref_min_score:
         # D4RL's normalised score: 0 = uniform random, 100 = the expert.

@@ -130,6 +130,7 @@ def train_behaviour(
     """Train (or resume, or reuse) an SB3 agent, checkpointing every ``spec.checkpoint_every`` steps.
 
     Returns at once when ``index.json`` says ``spec.steps`` were already trained.
+    A failure while training keeps the checkpoints so far and says how to resume.
     With ``record_replay`` (off-policy algorithms), each checkpoint's newly
     collected transitions are also saved as ``replay-<steps>.npz``, the
     material of a ``medium-replay`` tier (see :mod:`dtkit.collect.replay`).
@@ -195,7 +196,7 @@ def train_behaviour(
     try:
         while model.num_timesteps < spec.steps:
             target = min(spec.steps, (model.num_timesteps // spec.checkpoint_every + 1) * spec.checkpoint_every)
-            start_steps, start_pos = model.num_timesteps, _buffer_pos(model, record_replay)
+            start_steps, start_pos = model.num_timesteps, model.replay_buffer.pos if record_replay else 0
             model.learn(target - model.num_timesteps, reset_num_timesteps=False, callback=callback)
             if record_replay:  # before the zip: a chunk never lags behind its checkpoint
                 rows = (model.num_timesteps - start_steps) // spec.n_envs
@@ -208,6 +209,14 @@ def train_behaviour(
             _drop_replay_buffers(policy_dir, keep=model.num_timesteps)
             record(model, file)
             bar.set_postfix(ret=f"{ckpts[file].return_det:.1f}")
+    except DtkitError:
+        raise
+    except Exception as e:
+        done = max((c.steps for c in ckpts.values()), default=0)
+        raise DtkitError(
+            f"training {spec.algo} on {env_id} failed after {done} of {spec.steps} steps ({type(e).__name__}: {e}); "
+            f"the checkpoints so far are kept in {policy_dir}: run the same build again to resume from step {done}"
+        ) from e
     finally:
         bar.close()
         venv.close()
@@ -247,14 +256,6 @@ def _drop_replay_buffers(policy_dir: Path, keep: int | None) -> None:
     for p in policy_dir.glob(".replay_buffer*.pkl"):
         if keep is None or p.name != replay_buffer_file(keep):
             p.unlink(missing_ok=True)
-
-
-def _buffer_pos(model: Any, record_replay: bool) -> int:
-    if not record_replay:
-        return 0
-    if not hasattr(model, "replay_buffer"):
-        raise DtkitError(f"medium-replay needs an off-policy algorithm with a replay buffer, not {type(model).__name__}")
-    return 0 if model.replay_buffer is None else model.replay_buffer.pos
 
 
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tuple[Any, Any]:
