@@ -1,7 +1,8 @@
 """Can the vision-and-speech binding be learned at all? A supervised probe, without the decision transformer.
 
-The first step of ``dtkit/SpokenGoTo-v0`` decides the episode: the expert's first move
-depends on the heard colour and on which way the room is turned. This probe trains the
+With the agent in the centre (``start="centre"``), the first step of ``dtkit/SpokenGoTo-v0``
+decides the episode: the expert's first move depends on the heard colour and on which
+way the room is turned. This probe trains the
 DT's own encoders (``cnn`` for the image, ``audio_conv`` for the clip) plus a small MLP
 to predict that move, on fresh episodes drawn from the env every update (so no
 memorising), and prints the accuracy on 300 episodes spoken by held-out voices:
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    train_env = SpokenGoToEnv(voices="train", home_share=args.home_share)
-    test_env = SpokenGoToEnv(voices="heldout", home_share=args.home_share)
+    # The agent starts in the centre, so the first move alone says whether the object was found.
+    train_env = SpokenGoToEnv(voices="train", home_share=args.home_share, start="centre")
+    test_env = SpokenGoToEnv(voices="heldout", home_share=args.home_share, start="centre")
     d = 64
     image_enc = build_encoder(EncoderConfig("cnn"), FieldInfo((42, 42, 3), "uint8"), d)
     audio_enc = build_encoder(EncoderConfig("audio_conv", {"hop": 320}), FieldInfo((20000,), "int16", modality="audio"), d)
