@@ -268,6 +268,12 @@ def run_datasets(cfg: DatasetsConfig) -> str:
     return "\n".join(f"dataset ready: {i}" for i in ids)
 
 
+# The recipe key that replaces each flag of the old `dtkit collect`.
+_COLLECT_FLAGS = {"--env-id": "env_id", "--algo": "train.algo", "--train-steps": "train.steps",
+                  "--checkpoint-every": "train.checkpoint_every", "--tiers": "tiers", "--seed": "seed",
+                  "--dataset-id": "dataset_id"}
+
+
 def collect_argv(args: Sequence[str]) -> list[str]:
     """``dtkit collect --recipe NAME ...`` (deprecated) as the ``dtkit datasets build NAME ...`` it stands for.
 
@@ -275,9 +281,8 @@ def collect_argv(args: Sequence[str]) -> list[str]:
     gone; each is refused with the ``--set`` that replaces it.
     """
     args = list(args)
-    for flag in ("--env-id", "--algo", "--train-steps", "--checkpoint-every", "--tiers", "--seed", "--dataset-id"):
+    for flag, key in _COLLECT_FLAGS.items():
         if any(a.split("=")[0] == flag for a in args):
-            key = flag[2:].replace("-", "_").replace("train_steps", "train.steps").replace("algo", "train.algo")
             raise DtkitError(f"`dtkit collect {flag}` is gone: use `dtkit datasets build RECIPE --set {key}=VALUE` "
                              f"(RECIPE a name in datasets/ or your own .toml; see datasets/cartpole.toml)")
     if "--recipe" in args[:-1]:

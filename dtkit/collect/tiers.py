@@ -30,10 +30,6 @@ class TierRollout:
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
 
-    @property
-    def steps(self) -> int:
-        return sum(self.lengths)
-
     def watch(self, episodes: Iterable[Episode], progress: bool) -> Iterator[Episode]:
         """``episodes`` passed through, each summarised here and moving the tier's progress bar
         (episodes, or transitions up to the target)."""
@@ -54,7 +50,7 @@ class TierRollout:
             "name": self.tier.name, "policy": self.tier.policy, "source": self.source,
             "deterministic": self.tier.acts_deterministically and self.tier.policy != "random",
             "epsilon": self.tier.epsilon,
-            "episodes": len(rets), "steps": self.steps,
+            "episodes": len(rets), "steps": sum(self.lengths),
             "mean_return": sum(rets) / len(rets), "min_return": min(rets), "max_return": max(rets),
         }
 

@@ -109,9 +109,9 @@ class DatasetStream:
         final = self.root / dataset_id
         if final.exists() and not force:
             raise DtkitError(f"dataset {dataset_id!r} already exists at {final}; pass force (--force) or delete it")
-        self._create = dict(env=env_id, eval_env=env_id, algorithm_name=algorithm_name, author="dtkit",
-                            code_permalink=code_permalink, description=description, jpeg_encoding=jpeg,
-                            observation_space=observation_space, action_space=action_space)
+        self._create = {"env": env_id, "eval_env": env_id, "algorithm_name": algorithm_name, "author": "dtkit",
+                        "code_permalink": code_permalink, "description": description, "jpeg_encoding": jpeg,
+                        "observation_space": observation_space, "action_space": action_space}
         self.tags: list[dict[str, Any]] = []
         self._pending: list[Any] = []
         self._pending_steps = 0

@@ -173,7 +173,8 @@ def test_collect_is_a_deprecated_alias_of_datasets_build(capsys):
     assert main(["collect", "--recipe", "nosuch", "--no-progress"]) == 2
     notice, error = capsys.readouterr().err.strip().splitlines()
     assert "deprecated" in notice and "dtkit datasets build" in notice and "unknown recipe 'nosuch'" in error
-    for flag, key in [("--env-id", "env_id"), ("--train-steps", "train.steps"), ("--tiers", "tiers")]:
+    for flag, key in [("--env-id", "env_id"), ("--train-steps", "train.steps"), ("--tiers", "tiers"),
+                      ("--checkpoint-every", "train.checkpoint_every")]:
         assert main(["collect", "--recipe", "cartpole", flag, "1"]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("dtkit: error:") and f"dtkit datasets build RECIPE --set {key}=VALUE" in line
