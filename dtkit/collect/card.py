@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dtkit.collect.tiers import TierRollout
+from dtkit.collect.writer import datasets_root
 
 __all__ = ["CARD_JSON", "CARD_MD", "card_files", "card_markdown", "make_card", "read_card"]
 
@@ -103,7 +104,5 @@ def card_files(card: dict[str, Any]) -> dict[str, str]:
 
 def read_card(dataset_id: str) -> dict[str, Any] | None:
     """A built dataset's card, or None (not built, or built before cards existed)."""
-    from dtkit.collect.writer import datasets_root
-
     path = datasets_root() / dataset_id / CARD_JSON
     return json.loads(path.read_text()) if path.is_file() else None

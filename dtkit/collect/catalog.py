@@ -21,13 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import gymnasium as gym
 import tyro
 
-from dtkit.collect.build import default_policy_dir
+from dtkit.collect.build import build_datasets, default_policy_dir
 from dtkit.collect.card import CARD_MD, read_card
 from dtkit.collect.recipe import DatasetSpec, Recipe, list_recipes, load_recipe, recipe_dir
+from dtkit.collect.train import read_index
 from dtkit.collect.writer import dataset_build_info, datasets_root
 from dtkit.errors import DtkitError
+from dtkit.gym_env import env_spec_for
 
 __all__ = ["DatasetsConfig", "build_recipe", "collect_argv", "info_text", "list_text", "run_datasets", "tiny_recipe"]
 
@@ -100,10 +103,6 @@ def _tiny_env(env_id: str) -> str:
     Registered in this process only; a tiny dataset's metadata keeps the entry
     point, so ``minari``'s ``recover_environment`` can still rebuild the env.
     """
-    import gymnasium as gym
-
-    from dtkit.gym_env import env_spec_for
-
     spec = env_spec_for(env_id)  # imports dtkit.envs for a dtkit/... id
     tiny_id = f"dtkit_tiny/{spec.name}" + (f"-v{spec.version}" if spec.version is not None else "")
     if tiny_id not in gym.registry:
@@ -133,8 +132,6 @@ def _status(recipe: Recipe, spec: DatasetSpec) -> str:
 
 
 def _training_status(recipe: Recipe, tiny: bool) -> str:
-    from dtkit.collect.train import read_index
-
     if recipe.train is None:
         return "scripted expert, nothing to train"
     folder = default_policy_dir(recipe, packaged=not tiny)
@@ -242,8 +239,6 @@ def build_recipe(name: str | Path, *, tiny: bool = False, force: bool = False, p
         >>> build_recipe("cartpole", progress=False)  # doctest: +SKIP
         ['dtkit/cartpole/mixed-v0']
     """
-    from dtkit.collect.build import build_datasets
-
     recipe = _recipe(str(name), tiny, overrides)
     if policy_dir is None and recipe.train is not None:
         # Only an unchanged recipe of datasets/ uses the shipped policies; a tiny or edited one trains in the cache.

@@ -25,19 +25,16 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 
+from dtkit.collect.build import Behaviour
 from dtkit.collect.episodes import REF_STREAM, TIER_RNG_STREAM, TIER_STREAM, Episode, episode_seed
 from dtkit.collect.recipe import Recipe, TierSpec
 from dtkit.collect.record import RecordEpisodes
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
-
-if TYPE_CHECKING:
-    from dtkit.collect.build import Behaviour
 
 __all__ = ["load_expert", "run_scripted_episode", "scripted_behaviour"]
 
@@ -95,8 +92,6 @@ def _returns(env_id: str, expert_cls: type | None, episodes: int, seed: int) -> 
 
 def scripted_behaviour(recipe: Recipe) -> Behaviour:
     """The tiers of a scripted-expert recipe, for :func:`dtkit.collect.build.build_datasets`."""
-    from dtkit.collect.build import Behaviour
-
     expert_cls = load_expert(recipe.expert)
 
     def play(i: int, tier: TierSpec) -> Iterator[Episode]:
