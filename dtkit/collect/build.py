@@ -3,6 +3,7 @@ references, roll the tiers out and stream each dataset to disk, published with i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import dtkit
-from dtkit.collect.card import card_files, make_card
+from dtkit.collect.card import card_files
 from dtkit.collect.episodes import (
     REF_STREAM,
     TIER_RNG_STREAM,
@@ -115,12 +116,8 @@ def _stream_pass(recipe: Recipe, group: list[DatasetSpec], behaviour: Behaviour,
             build_info = {"recipe": recipe.name, "fingerprint": recipe.fingerprint(spec), "dtkit_version": dtkit.__version__,
                           "seed": recipe.seed, "ref_episodes": recipe.ref_episodes, **behaviour.info(spec),
                           "tiers": [r.summary() for r in parts]}
-
-            def card(folder: Path, spec_id: str = spec.id, parts: list = parts, build_info: dict = build_info) -> dict:
-                return card_files(make_card(spec_id, parts, folder=folder, env_id=recipe.env_id,
-                                            ref_min_score=behaviour.ref_min, ref_max_score=behaviour.ref_max,
-                                            build_info=build_info))
-
+            card = functools.partial(card_files, spec.id, parts, env_id=recipe.env_id, ref_min_score=behaviour.ref_min,
+                                     ref_max_score=behaviour.ref_max, build_info=build_info)  # finish() passes the staged folder
             streams[spec.id].finish(ref_min_score=behaviour.ref_min, ref_max_score=behaviour.ref_max,
                                     ref_episodes=recipe.ref_episodes, build_info=build_info, extra_files=card)
 

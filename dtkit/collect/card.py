@@ -17,7 +17,7 @@ import numpy as np
 from dtkit.collect.tiers import TierRollout
 from dtkit.collect.writer import datasets_root
 
-__all__ = ["CARD_JSON", "CARD_MD", "card_files", "card_markdown", "make_card", "read_card"]
+__all__ = ["CARD_JSON", "CARD_MD", "card_files", "card_markdown", "read_card"]
 
 CARD_JSON = "datacard.json"
 CARD_MD = "DATACARD.md"
@@ -33,17 +33,17 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def make_card(
+def card_files(
     dataset_id: str,
     rollouts: Sequence[TierRollout],
-    *,
     folder: Path,
+    *,
     env_id: str,
     ref_min_score: float | None,
     ref_max_score: float | None,
     build_info: dict[str, Any],
-) -> dict[str, Any]:
-    """The card of the dataset staged in ``folder`` (its size is measured there)."""
+) -> dict[str, str]:
+    """The card of the dataset staged in ``folder`` (its size is measured there), as JSON and markdown files."""
     returns = np.array([x for r in rollouts for x in r.returns])
     lengths = np.array([n for r in rollouts for n in r.lengths], dtype=np.float64)
     card: dict[str, Any] = {
@@ -64,7 +64,7 @@ def make_card(
     if ref_min_score is not None and ref_max_score is not None and ref_max_score != ref_min_score:
         # D4RL's normalised score: 0 = uniform random, 100 = the expert.
         card["normalized_return_mean"] = 100 * (card["returns"]["mean"] - ref_min_score) / (ref_max_score - ref_min_score)
-    return card
+    return {CARD_JSON: json.dumps(card, indent=2) + "\n", CARD_MD: card_markdown(card)}
 
 
 def _mib(n: int) -> str:
@@ -96,10 +96,6 @@ def card_markdown(card: dict[str, Any]) -> str:
                      f"| {t['min_return']:.1f} | {t['max_return']:.1f} |")
     lines += ["", f"fingerprint `{card['fingerprint']}`, dtkit {card['dtkit_version']}", ""]
     return "\n".join(lines)
-
-
-def card_files(card: dict[str, Any]) -> dict[str, str]:
-    return {CARD_JSON: json.dumps(card, indent=2) + "\n", CARD_MD: card_markdown(card)}
 
 
 def read_card(dataset_id: str) -> dict[str, Any] | None:
