@@ -40,8 +40,11 @@ class SelfAttention(nn.Module):
         else:  # queries at the readout rows only; keys and values of every token
             q = F.linear(x[:, queries], w[:D], b[:D])  # (B, Lq, D)
             k, v = F.linear(x, w[D:], b[D:]).split(D, dim=-1)
-        drop = self.attn_drop if self.training and self.attn_drop.p > 0 else None
-        y = attend(q, k, v, self.n_head, attn_mask, drop)  # (B, Lq, D)
+        p = self.attn_drop.p if self.training else 0.0
+        if p > 0 and x.device.type == "cpu":  # SDPA's CPU path with dropout is its slow math path
+            y = attend(q, k, v, self.n_head, attn_mask, self.attn_drop)  # (B, Lq, D)
+        else:  # no dropout, or a GPU, whose fused SDPA kernels apply dropout themselves
+            y = attend(q, k, v, self.n_head, attn_mask, dropout_p=p)
         return self.proj(y), (_heads(k, self.n_head), _heads(v, self.n_head))
 
 
@@ -70,13 +73,15 @@ def attend(
     v: torch.Tensor,  # (B, L, D)
     n_head: int,
     mask: torch.Tensor | None,  # (B|1, 1, Lq, L) bool, True = may attend; None = causal (Lq == L)
-    drop: Dropout | None = None,  # attention dropout on the probabilities (training)
+    drop: Dropout | None = None,  # attention dropout on the probabilities, written out (CPU training)
+    dropout_p: float = 0.0,  # attention dropout inside SDPA, when ``drop`` is None
 ) -> torch.Tensor:
     """Multi-head scaled dot-product attention, (B, Lq, D) out.
 
-    Without dropout this is SDPA (its fused CPU kernel). With dropout, SDPA falls back to
-    its math path on CPU, which draws a float Bernoulli mask, checks every row for being
-    fully masked and copies q, k and v: there the same arithmetic is written out as
+    Without ``drop`` this is SDPA (its fused kernels; on a GPU they also apply ``dropout_p``).
+    With dropout on a CPU, SDPA falls back to its math path, which draws a float Bernoulli
+    mask, checks every row for being fully masked and copies q, k and v: there the same
+    arithmetic is written out as
     baddbmm + softmax + the byte-mask :class:`Dropout` + bmm (profiled: about 10% of a
     training step less). The two agree within float round-off (tests/model/test_trunk.py).
     """
@@ -84,7 +89,7 @@ def attend(
     L, hs = k.shape[1], D // n_head
     if drop is None:
         y = F.scaled_dot_product_attention(_heads(q, n_head), _heads(k, n_head), _heads(v, n_head),
-                                           attn_mask=mask, is_causal=mask is None)  # (B, nh, Lq, hs)
+                                           attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None)  # (B, nh, Lq, hs)
         return y.transpose(1, 2).reshape(B, Lq, D)
     # (B * nh, L, hs): a view when n_head == 1 (the paper's size), a copy otherwise.
     qh, kh, vh = (_heads(t, n_head).reshape(B * n_head, -1, hs) for t in (q, k, v))

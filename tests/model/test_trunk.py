@@ -117,3 +117,15 @@ def test_cached_step_follows_replaced_and_updated_weights():
     torch.testing.assert_close(first_step_action(), forward_action(), atol=1e-5, rtol=0)
     model.load_state_dict({k: v + 0.1 for k, v in model.state_dict().items()}, assign=True)  # every parameter a new object
     torch.testing.assert_close(first_step_action(), forward_action(), atol=1e-5, rtol=0)
+
+
+def test_attention_dropout_is_applied_in_training_only():
+    from dtkit.model.trunk import SelfAttention
+
+    torch.manual_seed(0)
+    attn = SelfAttention(ModelConfig(d_model=16, n_head=2, dropout=0.5)).train()
+    x = torch.randn(2, 5, 16)
+    y1, y2 = attn(x, None)[0], attn(x, None)[0]
+    assert not torch.allclose(y1, y2)  # a fresh mask each call
+    attn.eval()
+    torch.testing.assert_close(attn(x, None)[0], attn(x, None)[0], atol=0, rtol=0)
