@@ -2,7 +2,8 @@
 
 The PyPI package ``espeakng-loader`` ships ``libespeak-ng`` and its voice data, so
 nothing needs a system package or the network. espeak-ng is called in its
-synchronous mode with a callback that collects the samples (about 1 ms a word).
+synchronous mode with a callback that collects the samples, from a freshly loaded
+library for every clip so that a clip depends on its text and style alone (see ``_Espeak``).
 
 Every clip has a fixed length (``n_samples``): the speech is placed at the start,
 zero-padded at the end when shorter and cut at the end when longer, so the
@@ -21,11 +22,17 @@ Example:
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import functools
 import itertools
+import shutil
+import sys
+import tempfile
 import threading
+import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -89,8 +96,26 @@ def random_style(rng: np.random.Generator, split: str = "train") -> VoiceStyle:
     )
 
 
+if sys.platform == "win32":
+    _close_library = _ctypes.FreeLibrary
+else:
+    _close_library = _ctypes.dlclose
+
+
 class _Espeak:
-    """The process-wide espeak-ng library; espeak-ng keeps global state, so calls are serialised."""
+    """espeak-ng loaded afresh for every clip, so a clip depends on its text and style alone.
+
+    espeak-ng keeps synthesis state in C statics that no call resets: the pitch-flutter
+    phase, the gain control, the breath-noise filters, and a noise generator that
+    ``espeak_Initialize`` seeds from the clock. Synthesised in one loaded library, the
+    same word in the same voice came out different on every call, and a breathy voice
+    (f2, f3, f5) different in every process, so one recipe built twice differed in its
+    audio. Unloading the library (``dlclose``) and loading it again resets every static;
+    the noise generator is then seeded from the clip's own text and style. The library
+    is loaded from a private copy so that no other user of ``espeakng-loader`` in the
+    process holds it open, which would keep it loaded. Costs about 10 ms a clip; the
+    clip cache (``synthesize``) pays it once per clip and process.
+    """
 
     _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
     _SYNCHRONOUS = 2  # AUDIO_OUTPUT_SYNCHRONOUS: espeak_Synth returns when the callback has had every sample
@@ -100,21 +125,34 @@ class _Espeak:
     def __init__(self) -> None:
         import espeakng_loader
 
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._folder = tempfile.TemporaryDirectory(prefix="dtkit-espeak-")  # removed with this object
+        original = Path(espeakng_loader.get_library_path())
+        self._library = Path(self._folder.name) / original.name
+        shutil.copyfile(original, self._library)
+        self._data = espeakng_loader.get_data_path().encode()
+        self._chunks: list[np.ndarray] = []
+        self._callback = self._CALLBACK(self._collect)  # kept on self: ctypes must not free it
+        self.lock = threading.Lock()
+
+    def _load(self) -> ctypes.CDLL:
+        lib = ctypes.CDLL(str(self._library))
         lib.espeak_Initialize.restype = ctypes.c_int
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
                                      ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        rate = lib.espeak_Initialize(self._SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
+        rate = lib.espeak_Initialize(self._SYNCHRONOUS, 0, self._data, 0)
         if rate != _ESPEAK_RATE:
             raise RuntimeError(f"espeak-ng initialised at {rate} Hz, expected {_ESPEAK_RATE} Hz (espeakng-loader's build)")
-        self._chunks: list[np.ndarray] = []
-        self._callback = self._CALLBACK(self._collect)  # kept on self: ctypes must not free it
         lib.espeak_SetSynthCallback(self._callback)
-        self.lib = lib
-        self.lock = threading.Lock()
+        return lib
+
+    @staticmethod
+    def _unload(lib: ctypes.CDLL) -> None:
+        lib.espeak_Terminate()
+        _close_library(lib._handle)  # the last handle: the library and its statics go
 
     def _collect(self, wav: ctypes.Array, n: int, events: int) -> int:
         if n > 0:
@@ -123,16 +161,22 @@ class _Espeak:
 
     def synth(self, text: str, style: VoiceStyle) -> np.ndarray:
         with self.lock:
-            if self.lib.espeak_SetVoiceByName(style.voice.encode()) != 0:
-                raise ValueError(f"espeak-ng has no voice {style.voice!r}; use one of {TRAIN_VOICES + HELDOUT_VOICES}")
-            self.lib.espeak_SetParameter(self._RATE, int(style.rate), 0)
-            self.lib.espeak_SetParameter(self._PITCH, int(style.pitch), 0)
-            self._chunks = []
-            data = text.encode()
-            err = self.lib.espeak_Synth(data, len(data) + 1, 0, self._POS_CHARACTER, 0, 0, None, None)
-            if err != 0:
-                raise RuntimeError(f"espeak-ng failed to synthesise {text!r} (error {err})")
-            chunks, self._chunks = self._chunks, []
+            lib = self._load()
+            try:
+                # Breath noise from a seed of the clip's own (crc32 is stable across processes, unlike hash()).
+                lib.espeak_ng_SetRandSeed(zlib.crc32(f"{text}|{style.voice}|{style.pitch}|{style.rate}".encode()))
+                if lib.espeak_SetVoiceByName(style.voice.encode()) != 0:
+                    raise ValueError(f"espeak-ng has no voice {style.voice!r}; use one of {TRAIN_VOICES + HELDOUT_VOICES}")
+                lib.espeak_SetParameter(self._RATE, int(style.rate), 0)
+                lib.espeak_SetParameter(self._PITCH, int(style.pitch), 0)
+                self._chunks = []
+                data = text.encode()
+                err = lib.espeak_Synth(data, len(data) + 1, 0, self._POS_CHARACTER, 0, 0, None, None)
+                if err != 0:
+                    raise RuntimeError(f"espeak-ng failed to synthesise {text!r} (error {err})")
+                chunks, self._chunks = self._chunks, []
+            finally:
+                self._unload(lib)
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
 
 
