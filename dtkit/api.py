@@ -11,6 +11,7 @@ from dtkit.io import atomic_write_json, writable_dir_error
 from dtkit.model import ModelConfig
 from dtkit.policy import DTPolicy
 from dtkit.rollout import EvalReport, evaluate
+from dtkit.rollout.evaluate import EnvSource
 from dtkit.trainer import Checkpoint, TrainConfig, load_checkpoint, train
 
 __all__ = ["EvalConfig", "DemoConfig", "make_policy", "run_eval", "run_demo"]
@@ -144,7 +145,8 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     problem = writable_dir_error(out.parent)
     if problem or out.is_dir():
         raise DtkitError(f"--out {str(out)!r} cannot be written: {problem or 'it is a folder'}; choose another path")
-    envs, writer = env_id, None
+    envs: EnvSource = env_id
+    writer = None
     if cfg.video:
         from dtkit.rollout.video import video_env
 

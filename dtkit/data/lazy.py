@@ -148,8 +148,7 @@ def _build(ds: Any, folder: Path, keys: list[str], unstacked: set[str]) -> None:
 
     Raises :class:`_NotStacked` when a candidate frame-stack key (not in ``unstacked``) breaks the rule.
     """
-    space = ds.observation_space
-    spaces = {k: (space[k] if isinstance(space, gym.spaces.Dict) else space) for k in keys}
+    spaces = {k: _key_box(ds.observation_space, k) for k in keys}
     depth = {k: 0 if k in unstacked else _stack_depth(tuple(spaces[k].shape), np.dtype(spaces[k].dtype)) for k in keys}
     files = {k: open(folder / f"{k}.bin", "wb") for k in keys}
     rows = 0
@@ -167,6 +166,14 @@ def _build(ds: Any, folder: Path, keys: list[str], unstacked: set[str]) -> None:
     info = {"format": _FORMAT, "rows": rows, "keys": {
         k: {"shape": list(spaces[k].shape), "dtype": str(np.dtype(spaces[k].dtype)), "stack": depth[k]} for k in keys}}
     (folder / "index.json").write_text(json.dumps(info, indent=1))
+
+
+def _key_box(space: gym.Space, key: str) -> gym.spaces.Box:
+    """The Box of lazy key ``key`` (:func:`lazy_obs_keys` picks Box keys only)."""
+    sub = space[key] if isinstance(space, gym.spaces.Dict) else space
+    if not isinstance(sub, gym.spaces.Box):
+        raise TypeError(f"observation key {key!r} is {sub}, not a Box; only Box keys are read lazily")
+    return sub
 
 
 class _NotStacked(Exception):
@@ -276,8 +283,9 @@ class LazyObs:
         return self._fd
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
-            os.close(self._fd)
+        fd = getattr(self, "_fd", None)  # absent when __init__ raised before setting it
+        if fd is not None and self._pid == os.getpid():
+            os.close(fd)
 
     def take(self, idx: np.ndarray, axis: int = 0) -> LazyObs:
         """The steps ``idx`` (whole episodes, in order) as a new LazyObs on the same file; nothing is read."""
@@ -321,7 +329,7 @@ class LazyObs:
     def _read(self, fd: int, row: int, count: int) -> np.ndarray:
         buf = np.empty((count, *self.row_shape), dtype=self.dtype)
         want = count * self.row_bytes
-        got = os.preadv(fd, [memoryview(buf).cast("B")], row * self.row_bytes)
+        got = os.preadv(fd, [buf.data.cast("B")], row * self.row_bytes)  # buf.data: a memoryview of the new buffer
         if got != want:
             raise DtkitError(f"observation cache {self.path} is truncated (read {got} of {want} bytes at row {row}); "
                              f"delete {self.path.parent} and load again to rebuild it")

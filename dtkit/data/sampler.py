@@ -52,9 +52,9 @@ class SegmentSampler:
         self._ep_len = traj.episode_lengths
         self._num_steps = traj.num_steps
         # Everything is converted once; sampling is pure indexing.
-        self._lazy = {f.key: traj.obs[f.key] for f in spec.obs if isinstance(traj.obs[f.key], LazyObs)}
-        self._obs = {f.key: torch.from_numpy(np.ascontiguousarray(traj.obs[f.key])) for f in spec.obs
-                     if f.key not in self._lazy}
+        columns = {f.key: traj.obs[f.key] for f in spec.obs}
+        self._lazy = {k: v for k, v in columns.items() if isinstance(v, LazyObs)}
+        self._obs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in columns.items() if not isinstance(v, LazyObs)}
         acts = traj.actions if spec.action.discrete else spec.action.to_unit(traj.actions)
         self._actions = torch.from_numpy(np.ascontiguousarray(acts))
         self._returns = torch.from_numpy((traj.returns_to_go / spec.return_scale).astype(np.float32))

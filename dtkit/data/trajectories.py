@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from dtkit.data.lazy import lazy_obs_keys, open_obs_cache, read_episodes
+from dtkit.data.lazy import LazyObs, lazy_obs_keys, open_obs_cache, read_episodes
 from dtkit.data.spaces import check_supported
 from dtkit.errors import DtkitError
 
@@ -23,7 +24,8 @@ class Trajectories:
     Observations exclude each episode's final observation (no action follows it).
 
     Attributes:
-        obs: key -> (N, *shape) observations ("obs" for a plain space).
+        obs: key -> (N, *shape) observations ("obs" for a plain space); large integer keys (images,
+            audio) are a :class:`~dtkit.data.lazy.LazyObs` on disk, read per batch.
         actions: (N, dim) float32 for Box, (N,) int64 for Discrete, in env units.
         rewards: (N,) float32.
         returns_to_go: (N,) float64, undiscounted sum of rewards from each step to its episode's end.
@@ -31,7 +33,7 @@ class Trajectories:
         episode_starts, episode_lengths: (E,) int64.
     """
 
-    obs: dict[str, np.ndarray]
+    obs: dict[str, np.ndarray | LazyObs]
     actions: np.ndarray
     rewards: np.ndarray
     terminations: np.ndarray
@@ -99,7 +101,7 @@ class Trajectories:
             o = e["observations"][key] if isinstance(e["observations"], dict) else e["observations"]
             return np.asarray(o)[: len(e["rewards"])]
 
-        obs = {k: np.concatenate([obs_of(e, k) for e in episodes]) for k in keys}
+        obs: dict[str, np.ndarray | LazyObs] = {k: np.concatenate([obs_of(e, k) for e in episodes]) for k in keys}
         act_dtype = np.int64 if isinstance(action_space, gym.spaces.Discrete) else np.float32
         actions = np.concatenate([np.asarray(e["actions"], dtype=act_dtype) for e in episodes])
         return cls(
@@ -147,13 +149,17 @@ def returns_to_go(rewards: np.ndarray, starts: np.ndarray, lengths: np.ndarray) 
     return c[ends] - c + r
 
 
-def obs_statistics(obs: dict[str, np.ndarray], keys: list[str]) -> dict[str, dict[str, list]]:
-    """Per-key mean and std over all steps; std gets a floor so constant features stay finite."""
+def obs_statistics(obs: Mapping[str, np.ndarray | LazyObs], keys: list[str]) -> dict[str, dict[str, list]]:
+    """Per-key mean and std over all steps; std gets a floor so constant features stay finite.
+
+    Normalised keys are float vectors, held in memory; a lazy key would be read whole.
+    """
     stats = {}
     for k in keys:
-        x = obs[k].reshape(len(obs[k]), -1).astype(np.float64)
-        mean = x.mean(0).reshape(obs[k].shape[1:])
-        std = np.maximum(x.std(0), 1e-6).reshape(obs[k].shape[1:])
+        column = np.asarray(obs[k])
+        x = column.reshape(len(column), -1).astype(np.float64)
+        mean = x.mean(0).reshape(column.shape[1:])
+        std = np.maximum(x.std(0), 1e-6).reshape(column.shape[1:])
         stats[k] = {"mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
     return stats
 

@@ -81,7 +81,7 @@ class VideoRecorder(gym.vector.VectorWrapper):
             first = {k: v[0] for k, v in obs.items()} if isinstance(obs, dict) else obs[0]
             frame = frame_of(first, self.env.single_observation_space)
         else:
-            frame = np.asarray(self.env.unwrapped.envs[0].render())  # SyncVectorEnv: the first env
+            frame = np.asarray(self.envs[0].render())  # the first single env (SyncVectorEnv)
         if frame is not None:
             self._frames.append(np.ascontiguousarray(frame, dtype=np.uint8))
 
