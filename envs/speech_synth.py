@@ -23,9 +23,11 @@ Example:
 from __future__ import annotations
 
 import _ctypes
+import atexit
 import ctypes
 import functools
 import itertools
+import os
 import shutil
 import sys
 import tempfile
@@ -125,9 +127,11 @@ class _Espeak:
     def __init__(self) -> None:
         import espeakng_loader
 
-        self._folder = tempfile.TemporaryDirectory(prefix="dtkit-espeak-")  # removed with this object
+        folder = Path(tempfile.mkdtemp(prefix="dtkit-espeak-"))
+        # Removed at exit by this process only: a forked child (a vector env's worker) uses it too.
+        atexit.register(_remove_if_owner, folder, os.getpid())
         original = Path(espeakng_loader.get_library_path())
-        self._library = Path(self._folder.name) / original.name
+        self._library = folder / original.name
         shutil.copyfile(original, self._library)
         self._data = espeakng_loader.get_data_path().encode()
         self._chunks: list[np.ndarray] = []
@@ -178,6 +182,11 @@ class _Espeak:
             finally:
                 self._unload(lib)
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+
+def _remove_if_owner(folder: Path, owner: int) -> None:
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @functools.cache
