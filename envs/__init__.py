@@ -23,10 +23,10 @@ _register("dtkit/Pong-v0", "dtkit.envs.atari:make_atari", game="Pong", frame_sta
 # Speech (issue 11): spoken-instruction tasks; `voices="heldout"` selects unseen speakers.
 _register("dtkit/SpokenGoal-v0", "dtkit.envs.speech_tasks:SpokenGoalEnv", instruction="every_step")
 _register("dtkit/SpokenGoalMemory-v0", "dtkit.envs.speech_tasks:SpokenGoalEnv", instruction="first_step")
-_register("dtkit/SpokenGoTo-v0", "dtkit.envs.speech_tasks:SpokenGoToEnv", instruction="every_step", home_share=0.5,
+_register("dtkit/SpokenGoTo-v0", "dtkit.envs.speech_tasks:SpokenGoToEnv", instruction="every_step", home_share=1.0,
           start="anywhere")
 # The same tasks spoken by held-out voices, so `dtkit eval --env-id ...` can test on unseen speakers.
 _register("dtkit/SpokenGoal-heldout-v0", "dtkit.envs.speech_tasks:SpokenGoalEnv", instruction="every_step", voices="heldout")
 _register("dtkit/SpokenGoalMemory-heldout-v0", "dtkit.envs.speech_tasks:SpokenGoalEnv", instruction="first_step", voices="heldout")
 _register("dtkit/SpokenGoTo-heldout-v0", "dtkit.envs.speech_tasks:SpokenGoToEnv", instruction="every_step", voices="heldout",
-          home_share=0.5, start="anywhere")
+          home_share=1.0, start="anywhere")
