@@ -40,6 +40,11 @@ What cannot match exactly (also written into results.json):
   recompute over the last K steps, its timestep capped at max_timestep), dtkit
   with its KV-cached vectorised policy; the env is the same id, on gymnasium
   1.0.0 there and the installed gymnasium here.
+* dtkit trains under bf16 autocast where the CPU has native bf16 (its default
+  ``amp='auto'``), d3rlpy in fp32;
+* d3rlpy draws each window's last step uniformly and pads on the left, so the
+  first K steps of every episode are fully covered; dtkit draws the first step
+  and pads only on the right, so those steps are trained on less.
 
 Runs are resumable: a run whose ``result.json`` exists is skipped, an
 interrupted dtkit run continues from its last checkpoint.
@@ -350,6 +355,10 @@ MISMATCHES = [
     "DiscreteDecisionTransformer schedules lr by tokens seen; its token budget is dtkit's steps x batch x context",
     "d3rlpy evaluates one env at a time with a full recompute over the last K steps; dtkit with its exact KV cache",
     "d3rlpy runs on gymnasium 1.0.0 (its pin), dtkit on the installed gymnasium; same env id and reset seeds",
+    "dtkit trains under bf16 autocast on CPUs with native bf16 (its amp='auto'), d3rlpy in fp32",
+    ("windows: d3rlpy draws the window's last step uniformly and pads on the left, so every episode start is fully "
+     "covered; dtkit draws the first step, so an episode's first K steps are trained on less (step 0 at ~5% of a "
+     "mid-episode step's rate on Pendulum)"),
 ]
 
 
