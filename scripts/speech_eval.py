@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", choices=sorted(TASKS), required=True)
     p.add_argument("--run-dir", default=None, help="default: runs/speech-<task>")
     p.add_argument("--dataset", default=None, help="default: the task's recipe dataset (e.g. a --tiny build's id)")
+    p.add_argument("--env-id", default=None, help="default: the task's env id (give the dataset's, for a dataset built on another)")
     p.add_argument("--steps", type=int, default=None,
                    help="gradient updates; training resumes up to this (default: 1500 goal, 2500 memory, 6000 goto)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args.steps = args.steps or task.steps
     if args.dataset:
         task = replace(task, dataset=args.dataset)
+    if args.env_id:
+        task = replace(task, env_id=args.env_id)
     if args.context_len:
         task = replace(task, context_len=args.context_len)
     try:
