@@ -16,7 +16,6 @@ from torch import nn
 
 from dtkit.batch import Batch
 from dtkit.encoders import EncoderConfig, FieldInfo, build_encoder
-from dtkit.encoders.builtin import Scalar, VectorMLP
 from dtkit.model.cache import KVCache
 from dtkit.model.config import ModelConfig
 from dtkit.model.dropout import Dropout
@@ -112,18 +111,10 @@ class DecisionTransformer(nn.Module):
         # A pure causal rule lets SDPA use its is_causal fast path.
         self._plain_causal = not spec.block_obs_attention or int(slot_is_obs.sum()) <= 1
         self.apply(self._init_weights)
-        # The original DT (Chen et al., 2021) and d3rlpy keep PyTorch's default init for the linear
-        # embeddings of returns, rewards, actions and vector observations and for the action head: they
-        # sit outside the GPT-2 model. Under N(0, 0.02) the return token hardly depends on the
-        # return-to-go at first; on Pendulum that cost fine control (issue 9, README "Training defaults").
-        for enc in self.encoders.values():
-            if isinstance(enc, (VectorMLP, Scalar)):
-                _default_init_linears(enc)
-        _default_init_linears(self.head)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
-        # GPT-2 initialisation, as nanoGPT and the original DT's GPT-2 trunk use.
+        # GPT-2 initialisation, as nanoGPT and the original DT use.
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
             if isinstance(m, nn.Linear) and m.bias is not None:
@@ -324,12 +315,6 @@ class DecisionTransformer(nn.Module):
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
-
-
-def _default_init_linears(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            m.reset_parameters()
 
 
 def _padding_kind(mask: torch.Tensor | None) -> tuple[bool, bool]:
