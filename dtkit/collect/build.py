@@ -33,7 +33,7 @@ from dtkit.collect.tiers import TierRollout, expert_checkpoint, select_checkpoin
 from dtkit.collect.train import load_checkpoint, prune_checkpoints, read_index, train_behaviour, train_run
 from dtkit.collect.writer import DatasetStream, dataset_build_info
 from dtkit.errors import DtkitError
-from dtkit.gym_env import make_env
+from dtkit.gym_env import env_spec_for, make_env
 
 __all__ = ["Behaviour", "build_datasets", "default_policy_dir"]
 
@@ -97,9 +97,12 @@ def _stream_pass(recipe: Recipe, group: list[DatasetSpec], behaviour: Behaviour,
                  progress: bool) -> None:
     """Roll out the tiers of the datasets in ``group`` once, in the recipe's order, streaming each episode into
     every dataset that holds its tier; each dataset is published (with its card) when every tier is done."""
+    # Minari looks the id up with gym.spec, which does not import the module of a 'module:Env-v0' id;
+    # env_spec_for has imported it, and the spec Minari records names the entry point a fresh process imports.
+    registered_id = env_spec_for(recipe.env_id).id
     with ExitStack() as stack:
         streams = {spec.id: stack.enter_context(DatasetStream(
-            spec.id, env_id=recipe.env_id, algorithm_name=behaviour.algorithm_name(spec), force=force, jpeg=recipe.jpeg,
+            spec.id, env_id=registered_id, algorithm_name=behaviour.algorithm_name(spec), force=force, jpeg=recipe.jpeg,
             description=spec.description or recipe.description or f"dtkit recipe {recipe.name!r} on {recipe.env_id}",
             code_permalink=f"dtkit-rl {dtkit.__version__}: dtkit/collect, recipe {recipe.name}",
         )) for spec in group}
@@ -199,4 +202,4 @@ def default_policy_dir(recipe: Recipe, packaged: bool = False) -> Path:
             return shipped
     key = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:8]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dtkit"
-    return cache / "policies" / f"{recipe.env_id.split('/')[-1].lower()}-{recipe.train.algo}-{key}"
+    return cache / "policies" / f"{recipe.env_id.rpartition(':')[2].split('/')[-1].lower()}-{recipe.train.algo}-{key}"

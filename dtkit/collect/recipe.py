@@ -237,8 +237,34 @@ class Recipe:
             used = set(dataset.tiers) | {ref}
             data["tiers"] = [dict(t, index=i) for i, t in enumerate(data["tiers"]) if t["name"] in used]
             data["dataset"] = {"id": dataset.id, "tiers": list(dataset.tiers)}
+        # The env's registered kwargs shape the data too (dtkit/DoorKey's size); hashed only when there are
+        # some, so datasets of plain envs (CartPole, Hopper) built before this keep their fingerprint.
+        env_kwargs = registered_env_kwargs(self.env_id)
+        if env_kwargs:
+            data["env_kwargs"] = env_kwargs
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def registered_env_kwargs(env_id: str) -> dict[str, Any]:
+    """The kwargs gymnasium's registration of ``env_id`` passes to the env, as JSON values; {} when none.
+
+    An id gymnasium does not know gives {} here: building it fails with a clear error anyway.
+    A callable value is named by its import path (its ``repr`` holds a memory address).
+    """
+    from dtkit.gym_env import env_spec_for
+
+    try:
+        kwargs = env_spec_for(env_id).kwargs
+    except DtkitError:
+        return {}
+
+    def name(value: Any) -> str:
+        if callable(value) and hasattr(value, "__qualname__"):
+            return f"{value.__module__}:{value.__qualname__}"
+        return str(value)
+
+    return json.loads(json.dumps(kwargs, sort_keys=True, default=name))
 
 
 # --- finding and loading recipes -----------------------------------------------------------------

@@ -143,3 +143,63 @@ def test_sb3_tiers_are_streamed_episode_by_episode(tiny, cartpole_policies, monk
     build_datasets(r, cartpole_policies)
     n = minari.load_dataset(r.dataset_id).total_episodes
     assert writes.count(1) == n and sum(writes) == n  # one write per episode (plus the empty create)
+
+
+RECIPE_ENV_MODULE = '''
+"""A user's module: an env registered on import, and a scripted expert for it."""
+import gymnasium as gym
+import numpy as np
+
+
+class Corridor(gym.Env):
+    observation_space = gym.spaces.Box(-10.0, 10.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = 0.0
+        return np.array([self.x], np.float32), {}
+
+    def step(self, action):
+        self.x += 1.0 if action == 1 else -1.0
+        return np.array([self.x], np.float32), float(action == 1), abs(self.x) >= 3, False, {}
+
+
+class GoRight:
+    def __init__(self, env):
+        pass
+
+    def reset(self, obs, info):
+        pass
+
+    def act(self, obs, info):
+        return 1
+
+
+gym.register("h10d/Corridor-v0", entry_point="h10d_recipe_env:Corridor", max_episode_steps=20)
+'''
+
+
+def test_module_colon_env_id_builds_and_the_dataset_remakes_its_env(tmp_path, monkeypatch):
+    """`env_id = "module:Env-v0"` imports the module before Minari looks the id up, and the dataset records
+    the spec a fresh process remakes the env from (the entry point names the module)."""
+    import json
+    import subprocess
+
+    (tmp_path / "h10d_recipe_env.py").write_text(RECIPE_ENV_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    toml = tmp_path / "corridor.toml"
+    toml.write_text('env_id = "h10d_recipe_env:h10d/Corridor-v0"\ndataset_id = "me/corridor/scripted-v0"\n'
+                    'expert = "h10d_recipe_env:GoRight"\nref_episodes = 1\n'
+                    '[[tiers]]\npolicy = "random"\nepisodes = 2\n[[tiers]]\nname = "expert"\nepisodes = 1\n')
+    assert build_recipe(toml, progress=False) == ["me/corridor/scripted-v0"]
+    ds = minari.load_dataset("me/corridor/scripted-v0")
+    assert ds.total_episodes == 3 and ds.env_spec.id == "h10d/Corridor-v0"
+    # A new process, with the module importable but never imported by name: the recorded spec brings the env back.
+    code = ("import minari; env = minari.load_dataset('me/corridor/scripted-v0').recover_environment(); "
+            "print(env.spec.id, env.reset(seed=0)[0].tolist())")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[0] == "h10d/Corridor-v0"
+    assert json.loads(proc.stdout.split(maxsplit=1)[1]) == [0.0]

@@ -178,3 +178,26 @@ def test_collect_is_a_deprecated_alias_of_datasets_build(capsys):
         assert main(["collect", "--recipe", "cartpole", flag, "1"]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("dtkit: error:") and f"dtkit datasets build RECIPE --set {key}=VALUE" in line
+
+
+def test_fingerprint_covers_the_envs_registered_kwargs(tiny):
+    """Re-registering an env with other kwargs makes its datasets stale; envs without kwargs hash as before."""
+    import gymnasium as gym
+
+    from dtkit.collect.recipe import registered_env_kwargs
+
+    def fingerprint(kwargs: dict) -> str:
+        gym.register("h10d_fp/CartPole-v1", entry_point="gymnasium.envs.classic_control:CartPoleEnv", kwargs=kwargs)
+        try:
+            return tiny.recipe(tiny.CARTPOLE, env_id="h10d_fp/CartPole-v1").fingerprint()
+        finally:
+            del gym.registry["h10d_fp/CartPole-v1"]
+
+    small, large = fingerprint({"sutton_barto_reward": False}), fingerprint({"sutton_barto_reward": True})
+    assert small != large
+    assert fingerprint({"sutton_barto_reward": False}) == small
+    assert registered_env_kwargs("dtkit/DoorKey-5x5-RGB-v0") == {"size": 5, "tile_size": 8, "max_steps": 100}
+    # CartPole-v1 registers no kwargs: the value recorded before kwargs were hashed (see also
+    # test_one_dataset_recipes_keep_their_fingerprint for the shipped cartpole recipe)
+    assert registered_env_kwargs("CartPole-v1") == {}
+    assert load_recipe("hopper").fingerprint(load_recipe("hopper").outputs()[0]) == "e8a259f5932fa192"
