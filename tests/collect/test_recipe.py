@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import re
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from dtkit.collect import (
     read_index,
     recipe_dir,
 )
+from dtkit.collect.build import default_policy_dir
 from dtkit.collect.schema import RecipeError, from_table
 from dtkit.collect.train import train_run
 from dtkit.errors import DtkitError
@@ -186,15 +188,18 @@ def test_fingerprint_covers_the_envs_registered_kwargs(tiny):
 
     from dtkit.collect.recipe import registered_env_kwargs
 
-    def fingerprint(kwargs: dict) -> str:
+    def fingerprint(kwargs: dict) -> tuple[str, Path]:
+        """The recipe's fingerprint and its SB3 policy folder in the cache, with the env registered with kwargs."""
         gym.register("h10d_fp/CartPole-v1", entry_point="gymnasium.envs.classic_control:CartPoleEnv", kwargs=kwargs)
         try:
-            return tiny.recipe(tiny.CARTPOLE, env_id="h10d_fp/CartPole-v1").fingerprint()
+            r = tiny.recipe(tiny.CARTPOLE, env_id="h10d_fp/CartPole-v1")
+            return r.fingerprint(), default_policy_dir(r)
         finally:
             del gym.registry["h10d_fp/CartPole-v1"]
 
     small, large = fingerprint({"sutton_barto_reward": False}), fingerprint({"sutton_barto_reward": True})
-    assert small != large
+    # the dataset goes stale, and a policy trained on the other env is never reused from the cache
+    assert small[0] != large[0] and small[1] != large[1]
     assert fingerprint({"sutton_barto_reward": False}) == small
     assert registered_env_kwargs("dtkit/DoorKey-5x5-RGB-v0") == {"size": 5, "tile_size": 8, "max_steps": 100}
     # CartPole-v1 registers no kwargs: the value recorded before kwargs were hashed (see also
