@@ -330,9 +330,11 @@ def tables(rows: list[dict], steps: int, episodes: int) -> str:
               f"{steps:,} updates per run, {episodes} evaluation episodes per target."), "",
              "| dataset | seeds | dtkit | d3rlpy DT | dtkit ≥ d3rlpy |", "|---|---|---|---|---|"]
     for r in rows:
-        d, o = r["dtkit"]["per_target"]["best"]["normalized"], r.get("d3rlpy", {}).get("per_target", {}).get("best", {}).get("normalized")
-        ok = "n/a" if not o or o["mean"] is None or d["mean"] is None else ("yes" if d["mean"] >= o["mean"] else "no")
-        lines.append(f"| {r['dataset']} | {d['n']} | {fmt(d)} | {fmt(o) if o else 'not run'} | {ok} |")
+        # either side may be missing when it was run alone (--only)
+        d, o = (r.get(impl, {}).get("per_target", {}).get("best", {}).get("normalized") for impl in ("dtkit", "d3rlpy"))
+        ok = "n/a" if not (d and o) or o["mean"] is None or d["mean"] is None else ("yes" if d["mean"] >= o["mean"] else "no")
+        seeds = max((x["n"] for x in (d, o) if x), default=0)
+        lines.append(f"| {r['dataset']} | {seeds} | {fmt(d) if d else 'not run'} | {fmt(o) if o else 'not run'} | {ok} |")
     lines += ["", ("Achieved return per target (mean over seeds), mean episode length, and the fraction of action "
                    "components at the bounds (continuous actions):"), "",
               "| dataset | impl | low target → return | mean target → return | best target → return | rises | length (best) | at bounds (best) |",
