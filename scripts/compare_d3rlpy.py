@@ -42,14 +42,12 @@ What cannot match exactly (also written into results.json):
   1.0.0 there and the installed gymnasium here.
 * dtkit trains under bf16 autocast where the CPU has native bf16 (its default
   ``amp='auto'``), d3rlpy in fp32;
-* initialisation: both give the trunk GPT-2's N(0, 0.02) and the return
-  embedding PyTorch's default; d3rlpy keeps PyTorch's default for its
-  observation and action embeddings and action head too, dtkit gives them
-  N(0, 0.02).
-
-Both draw each window's last step uniformly over the data's steps (dtkit pads
-short windows on the right, d3rlpy on the left; causal attention makes the two
-the same).
+* initialisation: both give the trunk GPT-2's N(0, 0.02); d3rlpy keeps
+  PyTorch's default for its return, observation and action embeddings and its
+  action head, dtkit gives them N(0, 0.02) too;
+* d3rlpy draws each window's last step uniformly and pads on the left, so the
+  first K steps of every episode are fully covered; dtkit draws the first step
+  and pads only on the right, so those steps are trained on less.
 
 Runs are resumable: a run whose ``result.json`` exists is skipped, an
 interrupted dtkit run continues from its last checkpoint.
@@ -363,8 +361,11 @@ MISMATCHES = [
     "d3rlpy evaluates one env at a time with a full recompute over the last K steps; dtkit with its exact KV cache",
     "d3rlpy runs on gymnasium 1.0.0 (its pin), dtkit on the installed gymnasium; same env id and reset seeds",
     "dtkit trains under bf16 autocast on CPUs with native bf16 (its amp='auto'), d3rlpy in fp32",
-    ("init: both use N(0, 0.02) for the trunk and PyTorch's default for the return embedding; d3rlpy's observation "
-     "and action embeddings and action head keep PyTorch's default, dtkit's get N(0, 0.02)"),
+    ("init: both use N(0, 0.02) for the trunk; d3rlpy's return, observation and action embeddings and action head "
+     "keep PyTorch's default, dtkit's get N(0, 0.02)"),
+    ("windows: d3rlpy draws the window's last step uniformly and pads on the left, so every episode start is fully "
+     "covered; dtkit draws the first step, so an episode's first K steps are trained on less (step 0 at 1/K of a "
+     "mid-episode step's rate)"),
 ]
 
 

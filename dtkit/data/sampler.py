@@ -22,14 +22,8 @@ class SegmentSampler:
     """Samples (B, K) windows from :class:`Trajectories` as a :class:`Batch`.
 
     A step is drawn uniformly over all steps (so episodes are weighted by their
-    length) and the window *ends* there: it holds that step and up to K-1 steps
-    before it. Every step is thus the last (read-out) step of a window equally
-    often, with the context it has at evaluation time (min(t+1, K) steps), and an
-    episode's first steps are trained as much as any other. (Windows that start at
-    the drawn step under-train the first K steps: step 0 at 1/K of a mid-episode
-    step's rate.) Windows near an episode's start hold fewer than K steps and are
-    padded on the right, which causal attention makes the same as d3rlpy's
-    left padding.
+    length) and the window starts there, moved back when it would run past the
+    episode's end; only episodes shorter than K are padded, always on the right.
     Returns-to-go are divided by ``spec.return_scale``, the same quantity the
     policy feeds at evaluation time (DESIGN invariant 3).
 
@@ -55,6 +49,7 @@ class SegmentSampler:
         self._steps = np.arange(K)
         self._episode_of = np.repeat(np.arange(traj.num_episodes), traj.episode_lengths)
         self._ep_start = traj.episode_starts
+        self._ep_len = traj.episode_lengths
         self._num_steps = traj.num_steps
         # Everything is converted once; sampling is pure indexing.
         columns = {f.key: traj.obs[f.key] for f in spec.obs}
@@ -91,16 +86,16 @@ class SegmentSampler:
     def _make(self) -> Batch:
         B, K = self.batch_size, self.spec.context_len
         step = self.rng.integers(self._num_steps, size=B)
-        start = self._ep_start[self._episode_of[step]]
-        last = step - start  # the window's last step within its episode
-        offset = np.maximum(last - K + 1, 0)  # its first step
+        ep = self._episode_of[step]
+        start, length = self._ep_start[ep], self._ep_len[ep]
+        offset = np.minimum(step - start, np.maximum(length - K, 0))  # window start within its episode
         rel = offset[:, None] + self._steps  # (B, K)
-        mask = rel <= last[:, None]
+        mask = rel < length[:, None]
         # Padding repeats the last real step; the mask hides it from loss and attention.
-        idx = torch.from_numpy(start[:, None] + np.minimum(rel, last[:, None]))
+        idx = torch.from_numpy(start[:, None] + np.minimum(rel, length[:, None] - 1))
         obs = {k: v[idx] for k, v in self._obs.items()}
         for k, lazy in self._lazy.items():
-            obs[k] = torch.from_numpy(lazy.windows(start + offset, last - offset + 1, K))
+            obs[k] = torch.from_numpy(lazy.windows(start + offset, np.minimum(length - offset, K), K))
         batch = Batch(
             returns=self._returns[idx],
             obs=obs,

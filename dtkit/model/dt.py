@@ -111,12 +111,6 @@ class DecisionTransformer(nn.Module):
         # A pure causal rule lets SDPA use its is_causal fast path.
         self._plain_causal = not spec.block_obs_attention or int(slot_is_obs.sum()) <= 1
         self.apply(self._init_weights)
-        # The return embedding keeps PyTorch's default init (U(-1, 1) for its one input), as the original DT
-        # and d3rlpy do: under N(0, 0.02) the return token barely depends on the return-to-go at first, and
-        # short runs condition on it less (README, "Training defaults": measured on Pendulum, Acrobot, hopper).
-        for m in self.encoders["return"].modules():
-            if isinstance(m, nn.Linear):
-                m.reset_parameters()
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
