@@ -237,13 +237,20 @@ class Recipe:
             used = set(dataset.tiers) | {ref}
             data["tiers"] = [dict(t, index=i) for i, t in enumerate(data["tiers"]) if t["name"] in used]
             data["dataset"] = {"id": dataset.id, "tiers": list(dataset.tiers)}
-        # The env's registered kwargs shape the data too (dtkit/DoorKey's size); hashed only when there are
-        # some, so datasets of plain envs (CartPole, Hopper) built before this keep their fingerprint.
-        env_kwargs = registered_env_kwargs(self.env_id)
-        if env_kwargs:
-            data["env_kwargs"] = env_kwargs
+        add_env_kwargs(data, self.env_id)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def add_env_kwargs(blob: dict[str, Any], env_id: str) -> None:
+    """Put the env's registered kwargs (dtkit/DoorKey's size, a frame skip) into a fingerprint ``blob``.
+
+    Only when there are some, so the fingerprints and policy keys of plain envs (CartPole, Hopper, the
+    shipped policies) made before kwargs were hashed stay the same.
+    """
+    env_kwargs = registered_env_kwargs(env_id)
+    if env_kwargs:
+        blob["env_kwargs"] = env_kwargs
 
 
 def registered_env_kwargs(env_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dtkit.collect.episodes import evaluate, sb3_actor
-from dtkit.collect.recipe import TrainSpec, registered_env_kwargs
+from dtkit.collect.recipe import TrainSpec, add_env_kwargs
 from dtkit.collect.replay import replay_chunks, replay_file, save_replay_chunk
 from dtkit.errors import DtkitError
 from dtkit.gym_env import make_env
@@ -83,11 +83,7 @@ def train_run(env_id: str, spec: TrainSpec, seed: int) -> dict[str, Any]:
     """
     blob = {"env_id": env_id, "algo": spec.algo, "policy": spec.policy, "n_envs": spec.n_envs,
             "hyperparams": spec.hyperparams, "seed": seed}
-    # The registered kwargs (a Breakout frame skip, a DoorKey size) change the env the policy learns; only
-    # non-empty ones enter the key, so policies trained on plain envs (the shipped ones) keep matching.
-    env_kwargs = registered_env_kwargs(env_id)
-    if env_kwargs:
-        blob["env_kwargs"] = env_kwargs
+    add_env_kwargs(blob, env_id)  # the env the policy learns depends on them too
     return json.loads(json.dumps(blob, sort_keys=True))
 
 
