@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Reproduce the DT-vs-BC table on dtkit's locally built D4RL-style MuJoCo datasets.
+"""Reproduce the DT-vs-BC table on dtkit's locally built datasets (the D4RL-style MuJoCo ones, or any recipe's).
 
 For every recipe x dataset x seed it trains a decision transformer (the
 original paper's hyperparameters: Chen et al., 2021, Table 8) and behaviour
@@ -11,7 +11,14 @@ optimistic figure: it picks the checkpoint with the evaluation episodes).
 
 Scores are normalised against dtkit's own reference policies (random and
 SAC expert, stored in each dataset's metadata), not D4RL's, so they are not
-comparable with published D4RL numbers.
+comparable with published D4RL numbers. The table also gives the mean
+return of the last evaluation and, for reference, the dataset's own mean
+episode return (the bar DT should clear on mixed data).
+
+Other recipes work too: ``--datasets`` takes the recipe's own dataset names
+(``--recipes breakout --datasets mixed``), and ``--batch-size``,
+``--context-len`` and ``--return-scale`` change the paper's settings (pixels
+cost far more per window than MuJoCo's vectors).
 
 Runs are resumable: a finished run (its ``eval.json`` exists) is skipped and
 an interrupted one continues from its last checkpoint.
@@ -28,6 +35,7 @@ Usage:
     python scripts/reproduce_mujoco.py --recipes hopper --seeds 0 1 2
     python scripts/reproduce_mujoco.py --recipes hopper --steps 3000 --lr 3e-4 --warmup-steps 300 --lr-schedule cosine
     python scripts/reproduce_mujoco.py --tiny --steps 20   # a seconds-long check on tiny datasets
+    python scripts/reproduce_mujoco.py --recipes breakout --datasets mixed --batch-size 32 --context-len 10 --return-scale 0
 """
 
 from __future__ import annotations
@@ -100,8 +108,19 @@ def run_one(cfg: TrainConfig) -> dict:
             continue
     scores = [h["per_target"][0]["normalized_score"] for h in history if h["per_target"][0]["normalized_score"] is not None]
     return {"last": last["normalized_score"], "best": max(scores) if scores else None,
+            "target_return": last["per_target"][0]["target_return"],
             "last_return": last["mean_return"], "evaluations": len(history), "wall_s": timing.get("wall_s"),
             "threads": timing.get("threads", torch.get_num_threads())}  # wall.json before it kept threads
+
+
+def dataset_mean_return(dataset_id: str) -> float | None:
+    """The mean episode return of the dataset itself (None when it cannot be read here)."""
+    from dtkit.data import load_trajectories
+
+    try:
+        return float(np.mean(load_trajectories(dataset_id).episode_returns))
+    except DtkitError:
+        return None
 
 
 def summarize(values: list[float | None]) -> dict:
@@ -116,8 +135,8 @@ def fmt(s: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipes", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
-    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS),
-                   help="which datasets of each recipe, trained in this order")
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS),
+                   help="which datasets of each recipe (the last part of the id, without -vN), trained in this order")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=100_000, help="gradient updates per run (the paper: 100k)")
     p.add_argument("--eval-every", type=int, default=10_000)
@@ -126,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-steps", type=int, default=PAPER.warmup_steps, help="linear warm-up (the paper: 10k)")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default=PAPER.lr_schedule,
                    help="after warm-up: constant (the paper) or cosine decay to 0.1 x lr")
+    p.add_argument("--batch-size", type=int, default=PAPER.batch_size, help="windows per update (the paper: 64)")
+    p.add_argument("--context-len", type=int, default=PAPER.context_len, help="K, steps per window (the paper: 20)")
+    p.add_argument("--return-scale", type=float, default=PAPER.return_scale,
+                   help="returns-to-go are divided by this (the paper's MuJoCo: 1000); 0: the dataset's largest |return|")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="runs trained at once, each in its own process with cpu_count/jobs torch threads")
     p.add_argument("--out", default="results/mujoco")
@@ -145,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")
     base = replace(PAPER, lr=args.lr, lr_schedule=args.lr_schedule, warmup_steps=min(args.warmup_steps, args.steps),
-                   steps=args.steps, eval_every=min(args.eval_every, args.steps), eval_episodes=args.eval_episodes,
+                   steps=args.steps, batch_size=args.batch_size, context_len=args.context_len,
+                   return_scale=args.return_scale or None, eval_every=min(args.eval_every, args.steps), eval_episodes=args.eval_episodes,
                    eval_envs=min(10, args.eval_episodes), checkpoint_every=min(args.eval_every, args.steps, 1_000),
                    log_every=min(100, args.steps), progress=args.progress and args.jobs == 1)
     if args.tiny:
@@ -169,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = [results[(recipe, tier, algo, seed)] for seed in args.seeds]
             rows.append({"recipe": recipe, "dataset": tier, "dataset_id": dataset_id, "algo": algo, "seeds": args.seeds,
                          "last": summarize([r["last"] for r in runs]), "best": summarize([r["best"] for r in runs]),
-                         "runs": runs})
+                         "last_return": summarize([r["last_return"] for r in runs]),
+                         "data_return": dataset_mean_return(dataset_id), "runs": runs})
     except (KeyboardInterrupt, TrainingInterrupted) as exc:  # the trainer's own advice is `dtkit train --resume`
         saved = f" (checkpoint {exc.checkpoint})" if isinstance(exc, TrainingInterrupted) else ""
         print(f"reproduce_mujoco: interrupted{saved}; {RESUME_HINT}", file=sys.stderr)
@@ -188,12 +213,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.steps:,} updates per run (lr {base.lr:g}, {base.lr_schedule} after a {base.warmup_steps:,}-step warm-up), "
               f"{args.eval_episodes} evaluation episodes; {config['cpu_hours']:.1f} CPU-hours in all.")
     lines = [header, "",
-             "| dataset | DT last | DT best | BC last | BC best |", "|---|---|---|---|---|"]
+             "| dataset | DT last | DT best | BC last | BC best | DT return (last) | BC return (last) | data's mean return |",
+             "|---|---|---|---|---|---|---|---|"]
     by_key = {(r["recipe"], r["dataset"], r["algo"]): r for r in rows}
     for recipe, tier in dict.fromkeys((r["recipe"], r["dataset"]) for r in rows):
-        cells = [fmt(by_key[(recipe, tier, algo)][kind]) if (recipe, tier, algo) in by_key else "n/a"
-                 for algo in ("dt", "bc") for kind in ("last", "best")]
-        lines.append(f"| {recipe}-{tier} | {' | '.join(cells)} |")
+        order = [("dt", "last"), ("dt", "best"), ("bc", "last"), ("bc", "best"), ("dt", "last_return"), ("bc", "last_return")]
+        # .get: rows written before returns were tabulated have no last_return.
+        cells = [fmt(by_key[(recipe, tier, algo)].get(kind, {"mean": None})) if (recipe, tier, algo) in by_key else "n/a"
+                 for algo, kind in order]
+        data = next((r.get("data_return") for r in rows if (r["recipe"], r["dataset"]) == (recipe, tier)), None)
+        lines.append(f"| {recipe}-{tier} | {' | '.join(cells)} | {'n/a' if data is None else f'{data:.1f}'} |")
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

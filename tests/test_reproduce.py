@@ -36,6 +36,13 @@ def test_tiny_reproduction_writes_the_table(reproduce, tmp_path, capsys):
         assert run["best"] >= run["last"]  # best is the max over every evaluation, the final one included
     table = (out / "results.md").read_text()
     assert "| hopper-medium-expert |" in table and "not D4RL" in table
+    # returns beside the scores, and the dataset's own mean return as the bar DT should clear
+    from dtkit.data import load_trajectories
+
+    medium = rows[("medium", "dt")]
+    assert medium["last_return"]["mean"] == medium["runs"][0]["last_return"]
+    assert medium["data_return"] == pytest.approx(float(load_trajectories(medium["dataset_id"]).episode_returns.mean()))
+    assert "data's mean return" in table and f"{medium['data_return']:.1f} |" in table
     # finished runs are skipped: a second call trains nothing and gives the same table
     mtime = (out / "runs" / "hopper" / "medium" / "dt-seed0" / "eval.json").stat().st_mtime
     assert reproduce.main(args) == 0

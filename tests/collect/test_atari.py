@@ -1,4 +1,4 @@
-"""The Atari recipe end to end in seconds: tiny DQN, lossless stacked frames, lazy single-frame cache, a DT update."""
+"""The Atari recipe end to end in seconds: tiny PPO, lossless stacked frames, lazy single-frame cache, a DT update."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("cv2")  # gymnasium's AtariPreprocessing resizes with OpenCV
 
 
-@pytest.mark.slow  # ~1 min on a busy 2-core machine: DQN on pixels, even tiny, is not a seconds-long check
+@pytest.mark.slow  # ~1 min on a busy 2-core machine: PPO on pixels, even tiny, is not a seconds-long check
 def test_tiny_breakout_build_then_lazy_training(tmp_path, monkeypatch):
     import minari
 
@@ -17,7 +17,7 @@ def test_tiny_breakout_build_then_lazy_training(tmp_path, monkeypatch):
     from dtkit.model import ModelConfig
     from dtkit.trainer import TrainConfig, train
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the tiny DQN trains into the user cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the tiny PPO trains into the user cache
     ids = build_recipe("breakout", tiny=True, progress=False)
     assert ids == ["dtkit-tiny/breakout/mixed-v0", "dtkit-tiny/breakout/expert-v0"]
     ds = minari.load_dataset(ids[1])
