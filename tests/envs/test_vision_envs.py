@@ -52,3 +52,20 @@ def test_doorkey_expert_solves_every_seed_and_noise_makes_it_fail():
 
     assert success(0.0, 20) == 1.0
     assert success(1.0, 20) < 0.5  # uniform actions rarely open the door within 100 steps
+
+
+def test_breakout_serves_by_itself_so_a_policy_that_never_fires_still_ends():
+    """Without the serve a NOOP-only policy would freeze the game until the 108k-frame cap (27k steps)."""
+    pytest.importorskip("cv2")
+    env = make_env("dtkit/Breakout-v0")
+    obs, info = env.reset(seed=0)
+    lives, lost = info["lives"], 0
+    for steps in range(1, 2_000):
+        obs, reward, terminated, truncated, info = env.step(0)  # NOOP: never FIRE
+        lost += info["lives"] < lives
+        lives = info["lives"]
+        if terminated or truncated:
+            break
+    assert terminated and not truncated and info["lives"] == 0
+    assert lost == 5 and steps < 1_000  # every ball was served and missed
+    env.close()
