@@ -9,8 +9,8 @@ the mean ± std over seeds of the normalised score. *Last* is the score after
 the final update; *best* is the best of the periodic evaluations (an
 optimistic figure: it picks the checkpoint with the evaluation episodes).
 
-Scores are normalised against dtkit's own reference policies (random and
-SAC expert, stored in each dataset's metadata), not D4RL's, so they are not
+Scores are normalised against dtkit's own reference policies (uniform random
+and the recipe's expert, stored in each dataset's metadata), not D4RL's, so they are not
 comparable with published D4RL numbers. The table also gives the mean
 return of the last evaluation and, for reference, the dataset's own mean
 episode return (the bar DT should clear on mixed data).
@@ -35,7 +35,8 @@ Usage:
     python scripts/reproduce_mujoco.py --recipes hopper --seeds 0 1 2
     python scripts/reproduce_mujoco.py --recipes hopper --steps 3000 --lr 3e-4 --warmup-steps 300 --lr-schedule cosine
     python scripts/reproduce_mujoco.py --tiny --steps 20   # a seconds-long check on tiny datasets
-    python scripts/reproduce_mujoco.py --recipes breakout --datasets mixed --batch-size 32 --context-len 10 --return-scale 0
+    python scripts/reproduce_mujoco.py --recipes breakout --datasets mixed --steps 2500 --batch-size 32 --return-scale 0 \
+        --lr 6e-4 --warmup-steps 250 --lr-schedule cosine   # Atari (README)
 """
 
 from __future__ import annotations
