@@ -190,12 +190,13 @@ def main(argv: list[str] | None = None) -> int:
                    for recipe, tier, dataset_id, algo in plan for seed in args.seeds}
         child_args = ["--tiny", "--recipes", *args.recipes] if args.tiny else []
         results = _run_all(configs, args.jobs, threads, child_args)
+        data_returns = {dataset_id: dataset_mean_return(dataset_id) for _, _, dataset_id, _ in plan}  # one read each
         for recipe, tier, dataset_id, algo in plan:
             runs = [results[(recipe, tier, algo, seed)] for seed in args.seeds]
             rows.append({"recipe": recipe, "dataset": tier, "dataset_id": dataset_id, "algo": algo, "seeds": args.seeds,
                          "last": summarize([r["last"] for r in runs]), "best": summarize([r["best"] for r in runs]),
                          "last_return": summarize([r["last_return"] for r in runs]),
-                         "data_return": dataset_mean_return(dataset_id), "runs": runs})
+                         "data_return": data_returns[dataset_id], "runs": runs})
     except (KeyboardInterrupt, TrainingInterrupted) as exc:  # the trainer's own advice is `dtkit train --resume`
         saved = f" (checkpoint {exc.checkpoint})" if isinstance(exc, TrainingInterrupted) else ""
         print(f"reproduce_mujoco: interrupted{saved}; {RESUME_HINT}", file=sys.stderr)
