@@ -323,8 +323,12 @@ def dataset_row(dataset: str, runs: dict[str, list[dict]], targets: dict[str, fl
                                 "action_at_bounds_fraction": summarize(bounds)}
         ordered = [per_target[n]["return"]["mean"] for n in ("low", "mean", "best")]
         rises = None if None in ordered else bool(ordered[0] < ordered[1] < ordered[2])
+        best = [next(t for t in r["per_target"] if math.isclose(t["target_return"], targets["best"], rel_tol=1e-9, abs_tol=1e-9))
+                for r in results]
         row[impl] = {"seeds": [r.get("seed") for r in results], "per_target": per_target, "rises_with_target": rises,
-                     "wall_s": [r.get("wall_s") for r in results]}
+                     "wall_s": [r.get("wall_s") for r in results],
+                     # a mean over seeds hides whether one run fell or all did a little worse
+                     "best_return_per_seed": [float(np.mean(h["episode_returns"])) for h in best]}
     return row
 
 
@@ -352,6 +356,12 @@ def tables(rows: list[dict], steps: int, episodes: int) -> str:
             lines.append(f"| {r['dataset']} | {impl} | {' | '.join(cells)} | "
                          f"{ {True: 'yes', False: 'no', None: 'n/a'}[r[impl]['rises_with_target']] } | "
                          f"{fmt(pt['best']['length'], 0)} | {fmt(b, 3) if b['mean'] is not None else 'n/a'} |")
+    lines += ["", "Achieved return at the best-return target, run by run:", "", "| dataset | impl | seed: return |", "|---|---|---|"]
+    for r in rows:
+        for impl in ("dtkit", "d3rlpy"):
+            if impl in r and "best_return_per_seed" in r[impl]:  # rows written before this column have none
+                runs = zip(r[impl]["seeds"], r[impl]["best_return_per_seed"])
+                lines.append(f"| {r['dataset']} | {impl} | {', '.join(f'{s}: {v:.1f}' for s, v in runs)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -69,6 +69,7 @@ def test_table_says_who_is_ahead_and_whether_returns_rise(compare):
     text = compare.tables([{**row, "steps": 10}], 10, 1)
     assert "| x/y-v0 | 2 | 85.0 ± 5.0 | 45.0 ± 5.0 | yes |" in text
     assert "0.250 ± 0.000" in text
+    assert "| x/y-v0 | dtkit | 0: 90.0, 1: 80.0 |" in text  # each run's return at the best target
     # one side run alone (--only d3rlpy) still gives a table
     alone = compare.dataset_row("x/y-v0", {"d3rlpy": runs["d3rlpy"]}, targets, (0.0, 100.0))
     assert "| x/y-v0 | 2 | not run | 45.0 ± 5.0 | n/a |" in compare.tables([{**alone, "steps": 10}], 10, 1)
