@@ -312,23 +312,22 @@ def dataset_row(dataset: str, runs: dict[str, list[dict]], targets: dict[str, fl
     """One dataset's summary: normalised score at the best target, per-target achieved return, diagnostics."""
     row: dict[str, Any] = {"dataset": dataset, "targets": targets, "ref_min_score": refs[0], "ref_max_score": refs[1]}
     for impl, results in runs.items():
-        per_target = {}
+        per_target, per_seed = {}, {}
         for name, target in targets.items():
             hits = [next(t for t in r["per_target"] if math.isclose(t["target_return"], target, rel_tol=1e-9, abs_tol=1e-9))
                     for r in results]
             means = [float(np.mean(h["episode_returns"])) for h in hits]
+            per_seed[name] = means
             bounds = [h.get("action_at_bounds_fraction") for h in hits]
             per_target[name] = {"return": summarize(means), "normalized": summarize([score(m, *refs) for m in means]),
                                 "length": summarize([float(np.mean(h["episode_lengths"])) for h in hits]),
                                 "action_at_bounds_fraction": summarize(bounds)}
         ordered = [per_target[n]["return"]["mean"] for n in ("low", "mean", "best")]
         rises = None if None in ordered else bool(ordered[0] < ordered[1] < ordered[2])
-        best = [next(t for t in r["per_target"] if math.isclose(t["target_return"], targets["best"], rel_tol=1e-9, abs_tol=1e-9))
-                for r in results]
         row[impl] = {"seeds": [r.get("seed") for r in results], "per_target": per_target, "rises_with_target": rises,
                      "wall_s": [r.get("wall_s") for r in results],
                      # a mean over seeds hides whether one run fell or all did a little worse
-                     "best_return_per_seed": [float(np.mean(h["episode_returns"])) for h in best]}
+                     "best_return_per_seed": per_seed["best"]}
     return row
 
 
