@@ -193,6 +193,11 @@ def train_behaviour(
         except TypeError as e:
             raise DtkitError(f"train.hyperparams for {spec.algo}: {e}; fix or remove that key") from e
 
+    if "tensorboard_log" not in spec.hyperparams:
+        # SB3's own logger makes an empty /tmp/SB3-<time> folder on every learn() call, even at verbose=0.
+        from stable_baselines3.common.logger import Logger
+
+        model.set_logger(Logger(folder=None, output_formats=[]))
     bar, callback = _progress_bar(spec.steps, model.num_timesteps, f"train {spec.algo} {env_id}", progress)
     try:
         while model.num_timesteps < spec.steps:

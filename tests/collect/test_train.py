@@ -27,13 +27,19 @@ def test_checkpoints_are_indexed_with_returns(tiny, cartpole_policies):
     assert sorted(p.name for p in cartpole_policies.glob("*.zip")) == [c.file for c in index.checkpoints]
 
 
-def test_longer_budget_resumes_and_reuses(tiny, cartpole_policies, capsys):
+def test_longer_budget_resumes_and_reuses(tiny, cartpole_policies, capsys, tmp_path, monkeypatch):
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     spec = tiny.recipe(tiny.CARTPOLE).train
     before = {p.name: p.stat().st_mtime_ns for p in cartpole_policies.glob("*.zip")}
     index = train_behaviour("CartPole-v1", dataclasses.replace(spec, steps=384), cartpole_policies, progress=True)
     assert [c.steps for c in index.checkpoints] == [128, 256, 384]
     assert {p.name: p.stat().st_mtime_ns for p in cartpole_policies.glob("*.zip") if p.name in before} == before
     assert "train ppo CartPole-v1" in capsys.readouterr().err  # the tqdm bar
+    assert list(temp.iterdir()) == []  # SB3's default logger would have left an empty SB3-<time> folder here
     # Done means done: the same budget again trains nothing.
     again = train_behaviour("CartPole-v1", dataclasses.replace(spec, steps=384), cartpole_policies)
     assert again == index
