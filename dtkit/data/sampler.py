@@ -15,15 +15,30 @@ from dtkit.data.trajectories import Trajectories
 from dtkit.errors import DtkitError
 from dtkit.spec import Spec
 
-__all__ = ["SegmentSampler"]
+__all__ = ["WINDOWS", "SegmentSampler"]
+
+WINDOWS = ("start", "center", "end")
+"""Where a training window sits around its drawn step (see :class:`SegmentSampler`)."""
 
 
 class SegmentSampler:
     """Samples (B, K) windows from :class:`Trajectories` as a :class:`Batch`.
 
     A step is drawn uniformly over all steps (so episodes are weighted by their
-    length) and the window starts there, moved back when it would run past the
-    episode's end; only episodes shorter than K are padded, always on the right.
+    length) and a window of K steps is placed around it, as ``windows`` says:
+
+    * ``"start"`` (default): the window starts at the drawn step, moved back
+      where it would run past the episode's end (the original DT starts there too
+      but pads instead). An episode's first step is read out 1/K as often as a
+      middle one.
+    * ``"center"``: the drawn step sits at a uniformly drawn position of the
+      window, moved into the episode where it would cross an edge; the first and
+      last steps are read out about half as often as a middle one.
+    * ``"end"``: the window ends at the drawn step and is cut at the episode's
+      start, so it has fewer than K steps there (d3rlpy's windows); the last
+      step is read out 1/K as often as a middle one.
+
+    Padding, where a window has fewer than K steps, is always on the right.
     Returns-to-go are divided by ``spec.return_scale``, the same quantity the
     policy feeds at evaluation time (DESIGN invariant 3).
 
@@ -40,9 +55,12 @@ class SegmentSampler:
     """
 
     def __init__(self, traj: Trajectories, spec: Spec, batch_size: int, seed: int = 0, device: str | torch.device = "cpu",
-                 prefetch: int | None = None) -> None:
+                 prefetch: int | None = None, windows: str = "start") -> None:
         if batch_size < 1:
             raise DtkitError(f"batch_size={batch_size} is invalid; use a positive batch size")
+        if windows not in WINDOWS:
+            raise DtkitError(f"windows={windows!r} is unknown; choose one of {', '.join(WINDOWS)}")
+        self.windows = windows
         self.spec, self.batch_size, self.device = spec, batch_size, torch.device(device)
         self.rng = np.random.default_rng(seed)
         K = spec.context_len
@@ -88,14 +106,21 @@ class SegmentSampler:
         step = self.rng.integers(self._num_steps, size=B)
         ep = self._episode_of[step]
         start, length = self._ep_start[ep], self._ep_len[ep]
-        offset = np.minimum(step - start, np.maximum(length - K, 0))  # window start within its episode
-        rel = offset[:, None] + self._steps  # (B, K)
-        mask = rel < length[:, None]
+        at = step - start  # the drawn step within its episode
+        last_start = np.maximum(length - K, 0)
+        if self.windows == "center":
+            offset = np.clip(at - self.rng.integers(K, size=B), 0, last_start)  # window start within its episode
+        elif self.windows == "start":
+            offset = np.minimum(at, last_start)
+        else:
+            offset = np.maximum(at - K + 1, 0)
+        n_real = at - offset + 1 if self.windows == "end" else np.minimum(length - offset, K)
+        mask = self._steps[None, :] < n_real[:, None]
         # Padding repeats the last real step; the mask hides it from loss and attention.
-        idx = torch.from_numpy(start[:, None] + np.minimum(rel, length[:, None] - 1))
+        idx = torch.from_numpy(start[:, None] + offset[:, None] + np.minimum(self._steps[None, :], n_real[:, None] - 1))
         obs = {k: v[idx] for k, v in self._obs.items()}
         for k, lazy in self._lazy.items():
-            obs[k] = torch.from_numpy(lazy.windows(start + offset, np.minimum(length - offset, K), K))
+            obs[k] = torch.from_numpy(lazy.windows(start + offset, n_real, K))
         batch = Batch(
             returns=self._returns[idx],
             obs=obs,

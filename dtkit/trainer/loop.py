@@ -208,7 +208,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         model.load_state_dict(saved_weights)
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s))
-    sampler = SegmentSampler(traj, spec, cfg.batch_size, seed=cfg.seed + 1000 * info.rank, device=info.device)
+    sampler = SegmentSampler(traj, spec, cfg.batch_size, seed=cfg.seed + 1000 * info.rank, device=info.device,
+                             windows=cfg.windows)
     if trainer_state is not None:
         optimizer.load_state_dict(trainer_state["optimizer"])
         scheduler.load_state_dict(trainer_state["scheduler"])

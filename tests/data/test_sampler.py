@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 from dtkit.data import SegmentSampler, Trajectories, spec_from_spaces
+from dtkit.data.sampler import WINDOWS
+from dtkit.errors import DtkitError
 
 
 def _traj(lengths, seed=0):
@@ -21,10 +24,11 @@ def _traj(lengths, seed=0):
     return Trajectories.from_episodes(eps, gym.spaces.Box(-np.inf, np.inf, (2,)), gym.spaces.Box(-2, 2, (2,)))
 
 
-def test_windows_are_contiguous_and_padded_on_the_right():
+@pytest.mark.parametrize("windows", WINDOWS)
+def test_windows_are_contiguous_and_padded_on_the_right(windows):
     traj = _traj([3, 40, 25])
     spec = spec_from_spaces(traj.observation_space, traj.action_space, context_len=10, return_scale=7.0)
-    batch = SegmentSampler(traj, spec, batch_size=256, seed=0).sample()
+    batch = SegmentSampler(traj, spec, batch_size=256, seed=0, windows=windows).sample()
     assert batch.obs["obs"].shape == (256, 10, 2) and batch.actions.shape == (256, 10, 2)
     obs, mask = batch.obs["obs"].numpy(), batch.mask.numpy()
     for b in range(256):
@@ -34,7 +38,37 @@ def test_windows_are_contiguous_and_padded_on_the_right():
         assert (obs[b, :n, 0] == ep).all(), "a window never crosses episodes"
         np.testing.assert_array_equal(obs[b, :n, 1], obs[b, 0, 1] + np.arange(n))
         np.testing.assert_array_equal(batch.timesteps[b, :n].numpy(), obs[b, :n, 1])
-        assert n == min(10, traj.episode_lengths[int(ep)])
+        if windows == "end":  # cut at the episode's start, nowhere else
+            assert n == 10 or obs[b, 0, 1] == 0
+        else:
+            assert n == min(10, traj.episode_lengths[int(ep)])
+
+
+def _readout_rate(windows, K=10, length=100):
+    """How often each step of one episode is a real (read-out) step, relative to the episode's middle."""
+    traj = _traj([length])
+    spec = spec_from_spaces(traj.observation_space, traj.action_space, context_len=K)
+    batch = SegmentSampler(traj, spec, batch_size=40_000, seed=4, windows=windows).sample()
+    steps = batch.obs["obs"][..., 1].numpy()[batch.mask.numpy()].astype(int)
+    counts = np.bincount(steps, minlength=length)
+    return counts / counts[40:60].mean()
+
+
+def test_centered_windows_train_an_episodes_first_steps_more_than_start_windows():
+    center, start, end = _readout_rate("center"), _readout_rate("start"), _readout_rate("end")
+    # Start windows read step t < K out only in windows starting at 0..t: step 0 at 1/K of a middle step's rate.
+    assert 0.05 < start[0] < 0.15
+    # Centered windows: every draw whose window would cross the start lands on the first window, so about (K+1)/2K.
+    assert 0.45 < center[0] < 0.65 and (center[:10] > start[:10]).all()
+    # End windows read every step equally often except the last K-1 (the mirror image of start windows).
+    assert 0.9 < end[0] < 1.1 and end[-1] < 0.15
+
+
+def test_unknown_windows_is_a_user_error():
+    traj = _traj([20])
+    spec = spec_from_spaces(traj.observation_space, traj.action_space, context_len=4)
+    with pytest.raises(DtkitError, match="windows='middle' is unknown; choose one of start, center, end"):
+        SegmentSampler(traj, spec, 8, windows="middle")
 
 
 def test_returns_are_scaled_and_actions_in_unit_range():
