@@ -17,7 +17,7 @@ from dtkit.spec import Spec
 
 __all__ = ["WINDOWS", "SegmentSampler"]
 
-WINDOWS = ("start", "center", "end")
+WINDOWS = ("start", "center", "cover", "end")
 """Where a training window sits around its drawn step (see :class:`SegmentSampler`)."""
 
 
@@ -34,6 +34,10 @@ class SegmentSampler:
     * ``"center"``: the drawn step sits at a uniformly drawn position of the
       window, moved into the episode where it would cross an edge; the first and
       last steps are read out about half as often as a middle one.
+    * ``"cover"``: the window's start is drawn uniformly over every K-step
+      window that overlaps the episode, then moved into it, so the first and
+      last steps are read out as often as a middle one (the steps next to them
+      up to twice as often). An episode is still drawn by its length.
     * ``"end"``: the window ends at the drawn step and is cut at the episode's
       start, so it has fewer than K steps there (d3rlpy's windows); the last
       step is read out 1/K as often as a middle one.
@@ -112,6 +116,9 @@ class SegmentSampler:
             offset = np.clip(at - self.rng.integers(K, size=B), 0, last_start)  # window start within its episode
         elif self.windows == "start":
             offset = np.minimum(at, last_start)
+        elif self.windows == "cover":
+            first = (self.rng.random(B) * (length + K - 1)).astype(np.int64) - (K - 1)  # may lie before the start
+            offset = np.clip(first, 0, last_start)
         else:
             offset = np.maximum(at - K + 1, 0)
         n_real = at - offset + 1 if self.windows == "end" else np.minimum(length - offset, K)

@@ -59,10 +59,11 @@ class TrainConfig:
     """Windows per update, per process."""
     context_len: int = 20
     """K: steps per training window and the most the policy attends over."""
-    windows: Literal["start", "center", "end"] = "start"
-    """Where a training window sits around the step drawn for it: start (there, moved back at an episode's end; an episode's
-    first step is trained 1/K as often as its middle), center (a random position: first and last steps about half as often) or end
-    (d3rlpy's; the last step 1/K as often). README, "Training defaults", has what each did on five tasks."""
+    windows: Literal["start", "center", "cover", "end"] = "start"
+    """Where a training window sits around the step drawn for it. start: the window starts there (moved back at an
+    episode's end), so an episode's first step is trained 1/K as often as its middle; center: at a random position,
+    first and last steps about half as often; cover: first and last steps as often as the middle; end: d3rlpy's, the
+    last step 1/K as often. README, "Training defaults", has what each did on five tasks."""
     lr: float | None = None
     """Peak learning rate (default: 6e-4; 1e-4 under --preset paper, as in Chen et al., 2021)."""
     weight_decay: float = 1e-4

@@ -60,6 +60,9 @@ def test_centered_windows_train_an_episodes_first_steps_more_than_start_windows(
     assert 0.05 < start[0] < 0.15
     # Centered windows: every draw whose window would cross the start lands on the first window, so about (K+1)/2K.
     assert 0.45 < center[0] < 0.65 and (center[:10] > start[:10]).all()
+    # Covering windows read the first and last steps as often as a middle one.
+    cover = _readout_rate("cover")
+    assert 0.9 < cover[0] < 1.1 and 0.9 < cover[-1] < 1.1
     # End windows read every step equally often except the last K-1 (the mirror image of start windows).
     assert 0.9 < end[0] < 1.1 and end[-1] < 0.15
 
@@ -67,7 +70,7 @@ def test_centered_windows_train_an_episodes_first_steps_more_than_start_windows(
 def test_unknown_windows_is_a_user_error():
     traj = _traj([20])
     spec = spec_from_spaces(traj.observation_space, traj.action_space, context_len=4)
-    with pytest.raises(DtkitError, match="windows='middle' is unknown; choose one of start, center, end"):
+    with pytest.raises(DtkitError, match="windows='middle' is unknown; choose one of start, center, cover, end"):
         SegmentSampler(traj, spec, 8, windows="middle")
 
 
