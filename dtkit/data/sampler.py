@@ -17,7 +17,7 @@ from dtkit.spec import Spec
 
 __all__ = ["WINDOWS", "SegmentSampler"]
 
-WINDOWS = ("start", "center", "cover", "end")
+WINDOWS = ("cover", "start", "center", "end")
 """Where a training window sits around its drawn step (see :class:`SegmentSampler`)."""
 
 
@@ -27,17 +27,20 @@ class SegmentSampler:
     A step is drawn uniformly over all steps (so episodes are weighted by their
     length) and a window of K steps is placed around it, as ``windows`` says:
 
-    * ``"start"`` (default): the window starts at the drawn step, moved back
-      where it would run past the episode's end (the original DT starts there too
-      but pads instead). An episode's first step is read out 1/K as often as a
+    * ``"cover"`` (default): the window's start is drawn uniformly over every
+      K-step window that overlaps the episode, then moved into it, so the first
+      and last steps are read out as often as a middle one (the steps next to
+      them up to twice as often). Measured on five tasks (README, "Training
+      defaults"), this helped the tasks decided in an episode's first steps
+      (Pendulum's swing-up, Acrobot's first pumps) and cost hopper
+      medium-replay about 5%.
+    * ``"start"``: the window starts at the drawn step, moved back where it
+      would run past the episode's end (the original DT starts there too but
+      pads instead). An episode's first step is read out 1/K as often as a
       middle one.
     * ``"center"``: the drawn step sits at a uniformly drawn position of the
       window, moved into the episode where it would cross an edge; the first and
       last steps are read out about half as often as a middle one.
-    * ``"cover"``: the window's start is drawn uniformly over every K-step
-      window that overlaps the episode, then moved into it, so the first and
-      last steps are read out as often as a middle one (the steps next to them
-      up to twice as often). An episode is still drawn by its length.
     * ``"end"``: the window ends at the drawn step and is cut at the episode's
       start, so it has fewer than K steps there (d3rlpy's windows); the last
       step is read out 1/K as often as a middle one.
@@ -59,7 +62,7 @@ class SegmentSampler:
     """
 
     def __init__(self, traj: Trajectories, spec: Spec, batch_size: int, seed: int = 0, device: str | torch.device = "cpu",
-                 prefetch: int | None = None, windows: str = "start") -> None:
+                 prefetch: int | None = None, windows: str = "cover") -> None:
         if batch_size < 1:
             raise DtkitError(f"batch_size={batch_size} is invalid; use a positive batch size")
         if windows not in WINDOWS:
