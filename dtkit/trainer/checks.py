@@ -23,7 +23,7 @@ __all__ = ["RESUME_FLAGS", "FiniteLossWatch", "check_context_len", "check_device
 
 # Settings that shape the model or the data it sees: a resumed run must use the saved values.
 RESUME_FLAGS = ("dataset", "context_len", "return_token", "reward_token", "block_obs_attention", "obs_encoder",
-                "obs_encoder_params", "encoder", "encoder_params", "obs_order", "return_scale", "top_fraction")
+                "obs_encoder_params", "encoder", "encoder_params", "obs_order", "return_scale", "top_fraction", "windows")
 
 
 def _flag(name: str) -> str:

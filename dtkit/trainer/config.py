@@ -59,7 +59,7 @@ class TrainConfig:
     """Windows per update, per process."""
     context_len: int = 20
     """K: steps per training window and the most the policy attends over."""
-    windows: Literal["start", "center", "cover", "end"] = "cover"
+    windows: Literal["cover", "start", "center", "end"] = "cover"
     """Where a training window sits around the step drawn for it. cover (default): the window's start is drawn over
     every K-step window overlapping the episode, so its first and last steps are trained as often as its middle;
     start: the window starts at the step (moved back at an episode's end), so the first step is trained 1/K as often;

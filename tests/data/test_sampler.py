@@ -54,7 +54,7 @@ def _readout_rate(windows, K=10, length=100):
     return counts / counts[40:60].mean()
 
 
-def test_centered_windows_train_an_episodes_first_steps_more_than_start_windows():
+def test_each_windows_choice_reads_out_an_episodes_first_and_last_steps_at_its_rate():
     center, start, end = _readout_rate("center"), _readout_rate("start"), _readout_rate("end")
     # Start windows read step t < K out only in windows starting at 0..t: step 0 at 1/K of a middle step's rate.
     assert 0.05 < start[0] < 0.15
