@@ -89,7 +89,7 @@ def test_resume_refuses_a_changed_key_order():
 
 def test_resume_refuses_other_windows_but_takes_a_checkpoint_from_before_the_choice():
     # Window placement shapes the data the model sees; a checkpoint saved before the choice existed names none.
-    saved = TrainConfig(windows="start").to_dict()
-    with pytest.raises(DtkitError, match=r"--windows 'start' \(checkpoint\) vs 'cover' \(given\)"):
+    saved = TrainConfig(windows="cover").to_dict()
+    with pytest.raises(DtkitError, match=r"--windows 'cover' \(checkpoint\) vs 'start' \(given\)"):
         check_resume_flags(saved, TrainConfig(), "runs/x")
     check_resume_flags({k: v for k, v in saved.items() if k != "windows"}, TrainConfig(), "runs/x")
