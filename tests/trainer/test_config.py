@@ -90,3 +90,12 @@ def test_windows_default_to_start_and_configs_saved_before_the_choice_read_as_st
     saved_before_the_choice = {k: v for k, v in TrainConfig().to_dict().items() if k != "windows"}
     assert TrainConfig.from_dict(saved_before_the_choice).windows == "start"
     assert TrainConfig.from_dict(TrainConfig(windows="end").to_dict()).windows == "end"
+
+
+def test_windows_choices_are_the_samplers():
+    # The CLI's choices come from the Literal; the sampler validates against WINDOWS. They must not drift apart.
+    from typing import get_args, get_type_hints
+
+    from dtkit.data.sampler import WINDOWS
+
+    assert get_args(get_type_hints(TrainConfig)["windows"]) == WINDOWS
