@@ -44,6 +44,8 @@ class EvalConfig:
     """Recompute the whole context every step instead of using the exact KV cache."""
     keep: int | None = None
     """Steps kept when a full cache is rebuilt (default K // 2): contexts span keep + 1 .. K steps."""
+    no_clamp_return_to_go: bool = False
+    """Feed the model the raw return-to-go even where it leaves the training data's range (default: clamped to it)."""
     out: str | None = None
     """Where to write the report (default: eval_<step folder>_seed<seed>.json in the run folder)."""
     device: str = "cpu"
@@ -88,7 +90,7 @@ class DemoConfig:
 
 def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_return: float | None = None, *,
                 env_id: str | None = None, use_cache: bool = True, keep: int | None = None, device: str = "cpu",
-                cuda_graph: bool = False) -> DTPolicy:
+                cuda_graph: bool = False, clamp_return_to_go: bool = True) -> DTPolicy:
     """A :class:`DTPolicy` from a checkpoint, checked against the environment's spaces.
 
     Example:
@@ -113,7 +115,7 @@ def make_policy(checkpoint: str | Path | Checkpoint, num_envs: int = 1, target_r
     if target_return is None:
         target_return = float(ckpt.meta.get("target_returns", [0.0])[0])
     return DTPolicy(ckpt.model, num_envs=num_envs, target_return=target_return, use_cache=use_cache, keep=keep, device=device,
-                    cuda_graph=cuda_graph)
+                    cuda_graph=cuda_graph, clamp_return_to_go=clamp_return_to_go)
 
 
 def run_eval(cfg: EvalConfig) -> EvalReport:
@@ -136,7 +138,8 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     ckpt = load_checkpoint(cfg.checkpoint, device=cfg.device)
     targets = list(cfg.target_returns) or list(ckpt.meta.get("target_returns", []))
     policy = make_policy(ckpt, cfg.num_envs, targets[0] if targets else None, env_id=cfg.env_id,
-                         use_cache=not cfg.no_cache, keep=cfg.keep, device=cfg.device, cuda_graph=cfg.cuda_graph)
+                         use_cache=not cfg.no_cache, keep=cfg.keep, device=cfg.device, cuda_graph=cfg.cuda_graph,
+                         clamp_return_to_go=not cfg.no_clamp_return_to_go)
     env_id = cfg.env_id or ckpt.env_id
     assert env_id is not None  # make_policy raised otherwise
     seed = cfg.seed if cfg.seed is not None else int(ckpt.meta.get("config", {}).get("seed", 0))

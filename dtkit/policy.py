@@ -41,6 +41,9 @@ class DTPolicy:
         deterministic: argmax for Discrete actions, else sample.
         cuda_graph: on a CUDA device, replay the cached step as one CUDA graph (captured here, for this
             num_envs) instead of launching its kernels one by one; same actions (tested under ``-m gpu``).
+        clamp_return_to_go: feed the model the return-to-go clamped to the training data's range
+            (``spec.return_to_go_range``; nothing to clamp to in checkpoints saved before it was recorded).
+            The episode's own account (target minus rewards so far) is kept unclamped.
 
     Example:
         >>> policy = DTPolicy(model, num_envs=1, target_return=500.0)  # doctest: +SKIP
@@ -50,7 +53,8 @@ class DTPolicy:
 
     def __init__(self, model: DecisionTransformer, num_envs: int = 1, target_return: float = 0.0, *,
                  use_cache: bool = True, keep: int | None = None, deterministic: bool = True,
-                 device: str | torch.device | None = None, cuda_graph: bool = False) -> None:
+                 device: str | torch.device | None = None, cuda_graph: bool = False,
+                 clamp_return_to_go: bool = True) -> None:
         if num_envs < 1:
             raise DtkitError(f"num_envs={num_envs} is invalid; use at least 1 environment")
         self.model = model.eval()
@@ -62,6 +66,7 @@ class DTPolicy:
         if keep is not None and not 0 <= keep < K:
             raise DtkitError(f"keep={keep} is invalid; use 0 <= keep < K={K} (steps kept when the cache is rebuilt)")
         self.keep = K // 2 if keep is None else keep
+        self.return_to_go_bounds = self.spec.return_to_go_range if clamp_return_to_go else None
         self.set_target_return(target_return)
         N, dev, a = num_envs, self.device, self.spec.action
         # Ring buffers of the last K steps: step t lives in slot t % K.
@@ -159,7 +164,10 @@ class DTPolicy:
         obs_t = self._obs_tensors(obs)
         for k, v in obs_t.items():
             _put(self._obs[k], here, v)
-        ret = (self._rtg / self.spec.return_scale).float()
+        # Behind its target on a task whose rewards are <= 0, an agent's return-to-go climbs past 0,
+        # which no training window shows; the clamp keeps the model within what it learned.
+        rtg = self._rtg if self.return_to_go_bounds is None else self._rtg.clamp(*self.return_to_go_bounds)
+        ret = (rtg / self.spec.return_scale).float()
         _put(self._ret, here, ret)
         pred = self._act_cached(obs_t, ret, here) if self.cache is not None else self._act_recompute()
         self.last_output = pred  # (N, A) head outputs, kept for diagnostics and tests

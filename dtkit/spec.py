@@ -109,6 +109,10 @@ class Spec:
         context_len: K, the most steps the model attends over.
         max_timestep: largest episode timestep with its own embedding; later steps reuse it.
         return_scale: returns-to-go are divided by this, in training and evaluation alike.
+        return_to_go_range: the lowest and highest return-to-go in the training data (env units). A policy
+            clamps the return-to-go it feeds the model to this range, so a target the agent has fallen
+            behind (a negative-reward task: the return-to-go climbs past 0) never shows the model a
+            value it was not trained on. None (checkpoints saved before it was recorded): no clamp.
         block_obs_attention: tokens of one observation attend to each other (Multi-Game DT).
     """
 
@@ -118,6 +122,7 @@ class Spec:
     context_len: int = 20
     max_timestep: int = 1000
     return_scale: float = 1.0
+    return_to_go_range: tuple[float, float] | None = None
     block_obs_attention: bool = True
     dict_obs: bool = False
     slots: tuple[tuple[str, int], ...] = field(init=False, repr=False, compare=False)
@@ -167,6 +172,7 @@ class Spec:
             "context_len": self.context_len,
             "max_timestep": self.max_timestep,
             "return_scale": self.return_scale,
+            "return_to_go_range": None if self.return_to_go_range is None else list(self.return_to_go_range),
             "block_obs_attention": self.block_obs_attention,
             "dict_obs": self.dict_obs,
         }
@@ -180,9 +186,15 @@ class Spec:
             context_len=int(d["context_len"]),
             max_timestep=int(d["max_timestep"]),
             return_scale=float(d["return_scale"]),
+            return_to_go_range=None if d.get("return_to_go_range") is None else _range(d["return_to_go_range"]),
             block_obs_attention=bool(d["block_obs_attention"]),
             dict_obs=bool(d.get("dict_obs", False)),
         )
+
+
+def _range(pair: Any) -> tuple[float, float]:
+    lo, hi = (float(x) for x in pair)
+    return lo, hi
 
 
 def validate_layout(layout: tuple[str, ...]) -> None:

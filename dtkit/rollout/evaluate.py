@@ -73,6 +73,8 @@ class EvalReport:
     """Engine that stepped envs made from an id or factory: sync, async or envpool (a given VectorEnv is used as is)."""
     split_targets: bool = False
     """Whether the targets ran at once, each on its share of the envs, rather than one after the other."""
+    return_to_go_range: list[float] | None = None
+    """The range the model's return-to-go input was clamped to (the training data's); null: not clamped."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data: a non-finite number becomes null (``non_finite_reason`` says why), never NaN."""
@@ -211,6 +213,7 @@ def evaluate(policy: DTPolicy, env_id: EnvSource, target_returns: list[float], n
         num_envs=policy.num_envs, num_episodes=num_episodes, env_steps_per_s=total_steps / wall, env_steps=total_steps,
         wall_s=wall, cache=policy.use_cache, per_target=results, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
         seed=seed, returns_rise_with_target=_rises(results), env_backend=env_backend, split_targets=split,
+        return_to_go_range=None if policy.return_to_go_bounds is None else list(policy.return_to_go_bounds),
         non_finite_reason=(f"the environment returned non-finite rewards (targets {bad}); those returns are null"
                                       if bad else None),
     )
@@ -234,7 +237,8 @@ def _env_groups(env: str | Callable[[], gym.Env], policy: DTPolicy, env_kwargs: 
             for size in parts:
                 driver = policy if size == n else DTPolicy(
                     policy.model, size, policy.target_return, use_cache=policy.use_cache, keep=policy.keep,
-                    deterministic=policy.deterministic, device=policy.device, cuda_graph=policy.cuda_graph)
+                    deterministic=policy.deterministic, device=policy.device, cuda_graph=policy.cuda_graph,
+                    clamp_return_to_go=policy.return_to_go_bounds is not None)
                 groups.append((make_vector_env(env, size, env_kwargs, recorded_spec, backend), driver, k))
     except BaseException:
         _close(groups)

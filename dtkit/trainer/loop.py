@@ -84,8 +84,14 @@ def build_spec(cfg: TrainConfig, traj: Trajectories, obs_encoders: dict[str, Enc
     layout = (("return",) if cfg.return_token else ()) + ("obs", "action") + (("reward",) if cfg.reward_token else ())
     return spec_from_spaces(traj.observation_space, traj.action_space, obs_encoders=obs_encoders, layout=layout,
                             context_len=cfg.context_len, max_timestep=max_t, return_scale=scale,
+                            return_to_go_range=return_to_go_range(traj),
                             block_obs_attention=cfg.block_obs_attention, obs_order=tuple(cfg.obs_order) or None,
                             where=f"dataset {traj.dataset_id!r}")
+
+
+def return_to_go_range(traj: Trajectories) -> tuple[float, float]:
+    """The lowest and highest return-to-go in the training data: the range a policy clamps its return-to-go to."""
+    return float(traj.returns_to_go.min()), float(traj.returns_to_go.max())
 
 
 def _check_eval_env(cfg: TrainConfig, traj: Trajectories, spec: Spec) -> None:
@@ -186,6 +192,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
         raise DtkitError(f"run folder {str(run_dir)!r} already holds checkpoints; pass --resume to continue it or choose another --run-dir")
 
     spec = Spec.from_dict(saved_meta["spec"]) if saved_meta else build_spec(cfg, traj, obs_encoders)
+    if spec.return_to_go_range is None:  # a run saved before the range was recorded: it only guards evaluation
+        spec = replace(spec, return_to_go_range=return_to_go_range(traj))
     check_obs_arrays(spec, traj.obs, f"dataset {traj.dataset_id!r}")  # stored frames vs the encoders, before anything is written
     if saved_meta is None:
         check_context_len(cfg.context_len, spec.max_timestep, cfg.dataset)
