@@ -38,8 +38,10 @@ What cannot match exactly (also written into results.json):
   padding of windows near episode starts;
 * d3rlpy evaluates one env at a time with its stateful wrapper (a full
   recompute over the last K steps, its timestep capped at max_timestep), dtkit
-  with its KV-cached vectorised policy; the env is the same id, on gymnasium
-  1.0.0 there and the installed gymnasium here.
+  with its KV-cached vectorised policy (a context of K/2+1 to K steps); the env
+  is the same id, on gymnasium 1.0.0 there and the installed gymnasium here.
+* dtkit clamps the return-to-go it feeds the model to the training data's
+  range; d3rlpy does not.
 * dtkit trains under bf16 autocast where the CPU has native bf16 (its default
   ``amp='auto'``), d3rlpy in fp32;
 * initialisation: both give the trunk GPT-2's N(0, 0.02); d3rlpy keeps
@@ -367,7 +369,10 @@ def tables(rows: list[dict], steps: int, episodes: int) -> str:
 MISMATCHES = [
     "d3rlpy's blocks, embeddings and observation encoder (one 128-unit layer) are its own code; sizes match (K, width, layers, heads)",
     "DiscreteDecisionTransformer schedules lr by tokens seen; its token budget is dtkit's steps x batch x context",
-    "d3rlpy evaluates one env at a time with a full recompute over the last K steps; dtkit with its exact KV cache",
+    ("d3rlpy evaluates one env at a time with a full recompute over the last K steps; dtkit with its KV cache, whose "
+     "context spans K/2+1 to K steps (each step exact for that window: DTPolicy's default keep=K//2)"),
+    ("dtkit feeds the model the return-to-go clamped to the training data's range (behind the target on a task "
+     "with rewards <= 0 it would climb past any the data shows); d3rlpy feeds it unclamped"),
     "d3rlpy runs on gymnasium 1.0.0 (its pin), dtkit on the installed gymnasium; same env id and reset seeds",
     "dtkit trains under bf16 autocast on CPUs with native bf16 (its amp='auto'), d3rlpy in fp32",
     ("init: both use N(0, 0.02) for the trunk; d3rlpy's return, observation and action embeddings and action head "

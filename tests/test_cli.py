@@ -56,6 +56,11 @@ def test_train_then_eval(make_dataset, tmp_path, capsys):
     assert report["target_returns"] == [50.0, 10.0] and len(report["episode_returns"]) == 3
     assert report["normalized_score"] is not None  # the tiny dataset records reference scores
     assert report["env_id"] == "CartPole-v1" and report["num_envs"] == 2 and report["env_steps_per_s"] > 0
+    meta = json.loads((run / "checkpoints" / "step_00000012" / "meta.json").read_text())
+    assert report["return_to_go_range"] == meta["spec"]["return_to_go_range"]  # clamped by default
+    assert main(["eval", "--checkpoint", str(run), "--episodes", "1", "--num-envs", "1", "--out", str(out),
+                 "--no-clamp-return-to-go", "--no-progress"]) == 0
+    assert json.loads(out.read_text())["return_to_go_range"] is None
 
 
 def test_custom_encoder_by_class_path(make_dataset, tmp_path):

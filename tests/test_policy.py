@@ -32,6 +32,43 @@ def test_eval_return_to_go_matches_sampler():
     np.testing.assert_allclose(fed, batch.returns[0].numpy(), rtol=1e-6, atol=1e-6)
 
 
+def _rtg_fed(policy: DTPolicy, rewards: list[float]) -> list[float]:
+    """Returns-to-go (env units) the policy fed the model, step by step, while being paid ``rewards``."""
+    fed = []
+    for t, r in enumerate(rewards):
+        policy.act(np.zeros((1, 3), np.float32))
+        fed.append(policy._ret[0, t].item() * policy.spec.return_scale)
+        policy.record(np.array([r]))
+    return fed
+
+
+def test_return_to_go_is_clamped_to_the_training_range_and_the_account_is_not():
+    """Behind a target on a task with rewards <= 0, the return-to-go climbs past the data's highest; the model
+    is fed the highest instead, while the policy's own account (target minus rewards) runs on unclamped."""
+    spec = spec_from_spaces(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), context_len=8, return_scale=10.0,
+                            return_to_go_range=(-50.0, -1.0))
+    model = DecisionTransformer(spec, ModelConfig(d_model=16, n_layer=1))
+    rewards = [-3.0, -4.0, -5.0, -60.0]
+    clamped = _rtg_fed(DTPolicy(model, target_return=-8.0), rewards)
+    np.testing.assert_allclose(clamped, [-8.0, -5.0, -1.0, -1.0], rtol=1e-6)  # raw: -8, -5, -1, +4
+    raw = DTPolicy(model, target_return=-8.0, clamp_return_to_go=False)
+    np.testing.assert_allclose(_rtg_fed(raw, rewards), [-8.0, -5.0, -1.0, 4.0], rtol=1e-6)
+    policy = DTPolicy(model, target_return=-8.0)
+    _rtg_fed(policy, rewards)
+    assert policy._rtg.item() == pytest.approx(64.0)  # the account: -8 - (-72)
+    # a target below the data's lowest is raised to it
+    np.testing.assert_allclose(_rtg_fed(DTPolicy(model, target_return=-80.0), [-3.0]), [-50.0], rtol=1e-6)
+
+
+def test_no_recorded_range_means_no_clamp():
+    """Checkpoints saved before the range was recorded have none: their policies feed the raw return-to-go."""
+    spec = spec_from_spaces(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), context_len=8, return_scale=10.0)
+    assert spec.return_to_go_range is None
+    policy = DTPolicy(DecisionTransformer(spec, ModelConfig(d_model=16, n_layer=1)), target_return=-8.0)
+    assert policy.return_to_go_bounds is None
+    np.testing.assert_allclose(_rtg_fed(policy, [-3.0, -10.0]), [-8.0, -5.0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("target", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_target_is_rejected(target):
     spec = spec_from_spaces(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), context_len=4)

@@ -64,6 +64,26 @@ def test_resume_continues_from_last_checkpoint(make_dataset, tmp_path):
         torch.testing.assert_close(w_full[k], w_res[k], atol=1e-5, rtol=1e-4)
 
 
+def test_checkpoints_record_the_return_to_go_range_and_old_runs_get_it_on_resume(make_dataset, tmp_path):
+    """The policy clamps to the training data's return-to-go range, so every checkpoint records it; a run saved
+    before it was recorded gets it from the data when resumed (it changes evaluation only)."""
+    from dtkit.data import load_trajectories
+
+    dataset_id = make_dataset("CartPole-v1", n_episodes=6)
+    rtg = load_trajectories(dataset_id).returns_to_go
+    cfg = replace(TINY, dataset=dataset_id, run_dir=str(tmp_path / "run"))
+    first = train(replace(cfg, steps=20), progress=False)
+    meta_file = first.checkpoint / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["spec"]["return_to_go_range"] == [float(rtg.min()), float(rtg.max())]
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["return_to_go_range"] == [float(rtg.min()), float(rtg.max())]
+    del meta["spec"]["return_to_go_range"]  # as a checkpoint written before the range existed
+    meta_file.write_text(json.dumps(meta))
+    assert load_checkpoint(first.checkpoint).spec.return_to_go_range is None
+    resumed = train(replace(cfg, resume=True), progress=False)
+    assert load_checkpoint(resumed.checkpoint).spec.return_to_go_range == (float(rtg.min()), float(rtg.max()))
+
+
 def test_ctrl_c_checkpoints_and_raises_training_interrupted(make_dataset, tmp_path, monkeypatch):
     from pathlib import Path
 
