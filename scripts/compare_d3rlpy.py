@@ -47,9 +47,10 @@ What cannot match exactly (also written into results.json):
 * initialisation: both give the trunk GPT-2's N(0, 0.02); d3rlpy keeps
   PyTorch's default for its return, observation and action embeddings and its
   action head, dtkit gives them N(0, 0.02) too;
-* d3rlpy draws each window's last step uniformly and pads on the left, so the
-  first K steps of every episode are fully covered; dtkit draws the first step
-  and pads only on the right, so those steps are trained on less.
+* windows: d3rlpy draws each window's last step uniformly and pads on the
+  left, so an episode's last steps are trained on less; dtkit's default draws a
+  window's start over every K-step window overlapping the episode and moves it
+  inside, so first and last steps are trained on about as often as the middle.
 
 Runs are resumable: a run whose ``result.json`` exists is skipped, an
 interrupted dtkit run continues from its last checkpoint.
@@ -377,9 +378,9 @@ MISMATCHES = [
     "dtkit trains under bf16 autocast on CPUs with native bf16 (its amp='auto'), d3rlpy in fp32",
     ("init: both use N(0, 0.02) for the trunk; d3rlpy's return, observation and action embeddings and action head "
      "keep PyTorch's default, dtkit's get N(0, 0.02)"),
-    ("windows: d3rlpy draws the window's last step uniformly and pads on the left, so every episode start is fully "
-     "covered; dtkit draws the first step, so an episode's first K steps are trained on less (step 0 at 1/K of a "
-     "mid-episode step's rate)"),
+    ("windows: d3rlpy draws the window's last step uniformly and pads on the left, so an episode's last step is read "
+     "out at 1/K of a mid-episode step's rate; dtkit's default (cover) draws a window's start over every K-step window "
+     "overlapping the episode and moves it inside, so first and last steps are read out about as often as the middle"),
 ]
 
 

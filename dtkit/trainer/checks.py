@@ -17,6 +17,7 @@ import torch
 from dtkit.encoders.choice import json_object
 from dtkit.errors import DtkitError
 from dtkit.model import DecisionTransformer
+from dtkit.trainer.config import SAVED_BEFORE_THE_CHOICE
 
 __all__ = ["RESUME_FLAGS", "FiniteLossWatch", "check_context_len", "check_device", "check_encoder_outputs", "check_json_params",
            "check_resume_flags", "check_settings", "encoder_params", "set_threads"]
@@ -107,6 +108,7 @@ def check_context_len(context_len: int, longest: int, dataset: str) -> None:
 def check_resume_flags(saved: dict[str, Any], cfg: Any, where: str) -> None:
     """A resumed run must be the same run: refuse model- and data-shaping flags that differ from the checkpoint's."""
     now = cfg.to_dict()
+    saved = {**SAVED_BEFORE_THE_CHOICE, **saved}
     diffs = [f"{_flag(k)} {_norm(saved.get(k))!r} (checkpoint) vs {_norm(now.get(k))!r} (given)"
              for k in RESUME_FLAGS if k in saved and _norm(saved.get(k)) != _norm(now.get(k))]
     saved_model, now_model = saved.get("model", {}), now["model"]

@@ -9,6 +9,9 @@ from typing import Any, Literal
 from dtkit.errors import DtkitError
 from dtkit.model.config import ModelConfig
 
+SAVED_BEFORE_THE_CHOICE: dict[str, Any] = {"windows": "start"}
+"""What a config saved before a setting existed was trained with: runs before --windows had start windows."""
+
 __all__ = ["PRESETS", "Preset", "TrainConfig"]
 
 
@@ -59,11 +62,11 @@ class TrainConfig:
     """Windows per update, per process."""
     context_len: int = 20
     """K: steps per training window and the most the policy attends over."""
-    windows: Literal["start", "cover", "center", "end"] = "start"
-    """Where a training window sits around the step drawn for it. start (default): the window starts at the step
-    (moved back at an episode's end), so an episode's first step is trained 1/K as often as its middle; cover: the
-    window's start is drawn over every K-step window overlapping the episode, so first and last steps are trained as
-    often as the middle; center: at a random position, first and last steps about half as often; end: d3rlpy's, the
+    windows: Literal["cover", "start", "center", "end"] = "cover"
+    """Where a training window sits around the step drawn for it. cover (default): the window's start is drawn over
+    every K-step window overlapping the episode, so its first and last steps are trained as often as its middle;
+    start: the window starts at the step (moved back at an episode's end), so an episode's first step is trained 1/K
+    as often as its middle (the original DT's); center: at a random position, first and last steps about half as often; end: d3rlpy's, the
     last step 1/K as often. README, "Training defaults", has what each did on five tasks."""
     lr: float | None = None
     """Peak learning rate (default: 6e-4; 1e-4 under --preset paper, as in Chen et al., 2021)."""
@@ -161,5 +164,5 @@ class TrainConfig:
         d["obs_order"] = tuple(d.get("obs_order", ()))  # absent from configs saved before key order existed
         d["encoder"] = tuple(d.get("encoder", ()))  # absent from configs saved before per-key encoders
         d["encoder_params"] = tuple(d.get("encoder_params", ()))
-        d.setdefault("windows", "start")  # saved before the choice existed: those runs had start windows
+        d = {**SAVED_BEFORE_THE_CHOICE, **d}
         return cls(**d)

@@ -70,7 +70,7 @@ def test_each_windows_choice_reads_out_an_episodes_first_and_last_steps_at_its_r
 def test_unknown_windows_is_a_user_error():
     traj = _traj([20])
     spec = spec_from_spaces(traj.observation_space, traj.action_space, context_len=4)
-    with pytest.raises(DtkitError, match="windows='middle' is unknown; choose one of start, cover, center, end"):
+    with pytest.raises(DtkitError, match="windows='middle' is unknown; choose one of cover, start, center, end"):
         SegmentSampler(traj, spec, 8, windows="middle")
 
 

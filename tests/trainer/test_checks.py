@@ -87,9 +87,13 @@ def test_resume_refuses_a_changed_key_order():
         check_resume_flags(saved, TrainConfig(dataset="test/speech/mixed-v0", obs_order=("image", "audio")), "runs/x")
 
 
-def test_resume_refuses_other_windows_but_takes_a_checkpoint_from_before_the_choice():
-    # Window placement shapes the data the model sees; a checkpoint saved before the choice existed names none.
-    saved = TrainConfig(windows="cover").to_dict()
-    with pytest.raises(DtkitError, match=r"--windows 'cover' \(checkpoint\) vs 'start' \(given\)"):
+def test_resume_refuses_other_windows_and_reads_a_checkpoint_from_before_the_choice_as_start():
+    # Window placement shapes the data the model sees; a checkpoint saved before the choice existed names none,
+    # and those runs had start windows (the default then), not today's default.
+    saved = TrainConfig(windows="start").to_dict()
+    with pytest.raises(DtkitError, match=r"--windows 'start' \(checkpoint\) vs 'cover' \(given\)"):
         check_resume_flags(saved, TrainConfig(), "runs/x")
-    check_resume_flags({k: v for k, v in saved.items() if k != "windows"}, TrainConfig(), "runs/x")
+    before_the_choice = {k: v for k, v in saved.items() if k != "windows"}
+    with pytest.raises(DtkitError, match=r"--windows 'start' \(checkpoint\) vs 'cover' \(given\)"):
+        check_resume_flags(before_the_choice, TrainConfig(), "runs/x")
+    check_resume_flags(before_the_choice, TrainConfig(windows="start"), "runs/x")

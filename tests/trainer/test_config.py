@@ -70,7 +70,7 @@ def test_run_saves_the_resolved_config_and_cli_takes_the_preset(make_dataset, tm
                  "--batch-size", "8", "--context-len", "4", "--eval-episodes", "1", "--eval-envs", "1",
                  "--model.d-model", "16", "--model.n-layer", "1", "--no-progress"]) == 0
     meta = json.loads((run / "checkpoints" / "step_00000020" / "meta.json").read_text())
-    assert meta["config"]["preset"] == "paper" and meta["config"]["windows"] == "start"
+    assert meta["config"]["preset"] == "paper" and meta["config"]["windows"] == "cover"
     assert (meta["config"]["lr"], meta["config"]["warmup_steps"], meta["config"]["lr_schedule"]) == (1e-4, 10_000, "constant")
     assert meta["spec"]["return_scale"] == 1000.0
 
@@ -85,8 +85,8 @@ def test_budget_run_scales_returns_by_the_best_episode(make_dataset, tmp_path):
     assert meta["spec"]["return_scale"] == max(meta["target_returns"])  # default target: the best episode return
 
 
-def test_windows_default_to_start_and_configs_saved_before_the_choice_read_as_start():
-    assert TrainConfig().windows == "start"
+def test_windows_default_to_cover_and_configs_saved_before_the_choice_read_as_start():
+    assert TrainConfig().windows == "cover"
     saved_before_the_choice = {k: v for k, v in TrainConfig().to_dict().items() if k != "windows"}
     assert TrainConfig.from_dict(saved_before_the_choice).windows == "start"
     assert TrainConfig.from_dict(TrainConfig(windows="end").to_dict()).windows == "end"
