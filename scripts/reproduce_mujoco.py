@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dtkit.data.sampler import WINDOWS
 from dtkit.errors import DtkitError, TrainingInterrupted
 from dtkit.io import atomic_write_json, atomic_write_text
 from dtkit.model import ModelConfig
@@ -62,9 +63,10 @@ from dtkit.trainer import TrainConfig, train
 
 DATASETS = ("medium", "medium-replay", "medium-expert")
 # Chen et al. (2021), Table 8: K=20, lr 1e-4, weight decay 1e-4, warm-up 10k, clip 0.25, dropout 0.1,
-# embedding 128, 3 layers, 1 head, batch 64; returns scaled by 1000 for MuJoCo.
+# embedding 128, 3 layers, 1 head, batch 64; returns scaled by 1000 for MuJoCo; windows start at a drawn step.
 PAPER = TrainConfig(context_len=20, lr=1e-4, weight_decay=1e-4, warmup_steps=10_000, lr_schedule="constant",
-                    grad_clip=0.25, batch_size=64, return_scale=1000.0, model=ModelConfig(d_model=128, n_layer=3, n_head=1, dropout=0.1))
+                    grad_clip=0.25, batch_size=64, return_scale=1000.0, windows="start",
+                    model=ModelConfig(d_model=128, n_layer=3, n_head=1, dropout=0.1))
 
 
 RESUME_HINT = "rerun the same command to resume: finished runs are skipped, interrupted ones continue from their last checkpoint"
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="after warm-up: constant (the paper) or cosine decay to 0.1 x lr")
     p.add_argument("--batch-size", type=int, default=PAPER.batch_size, help="windows per update (the paper: 64)")
     p.add_argument("--context-len", type=int, default=PAPER.context_len, help="K, steps per window (the paper: 20)")
+    p.add_argument("--windows", choices=WINDOWS, default=PAPER.windows,
+                   help="where a training window sits around its drawn step (the paper: start; dtkit train's default: cover)")
     p.add_argument("--return-scale", type=float, default=PAPER.return_scale,
                    help="returns-to-go are divided by this (the paper's MuJoCo: 1000); 0: the dataset's largest |return|")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")
     base = replace(PAPER, lr=args.lr, lr_schedule=args.lr_schedule, warmup_steps=min(args.warmup_steps, args.steps),
-                   steps=args.steps, batch_size=args.batch_size, context_len=args.context_len,
+                   steps=args.steps, batch_size=args.batch_size, context_len=args.context_len, windows=args.windows,
                    return_scale=args.return_scale or None, eval_every=min(args.eval_every, args.steps), eval_episodes=args.eval_episodes,
                    eval_envs=min(10, args.eval_episodes), checkpoint_every=min(args.eval_every, args.steps, 1_000),
                    log_every=min(100, args.steps), progress=args.progress and args.jobs == 1)

@@ -27,6 +27,7 @@ class Preset:
     warmup_fraction: float = 0.1
     return_scale: float | None = None
     """None: the dataset's largest |episode return| (derived from the data, saved in the spec)."""
+    windows: Literal["cover", "start", "center", "end"] = "cover"
 
 
 PRESETS: dict[str, Preset] = {
@@ -35,7 +36,9 @@ PRESETS: dict[str, Preset] = {
     # still warming up when the run ends, scored 8.5 and 52.0 on the former.
     "budget": Preset(steps=10_000, lr=6e-4, lr_schedule="cosine", warmup_fraction=0.1),
     # Chen et al. (2021), Table 8 (MuJoCo): lr 1e-4, linear warm-up over 10k updates, then constant; returns / 1000.
-    "paper": Preset(steps=100_000, lr=1e-4, lr_schedule="constant", warmup_steps=10_000, return_scale=1000.0),
+    # Its windows start at a drawn step (Chen et al.'s code pads the episode's end; dtkit's "start" moves back instead).
+    "paper": Preset(steps=100_000, lr=1e-4, lr_schedule="constant", warmup_steps=10_000, return_scale=1000.0,
+                    windows="start"),
 }
 
 
@@ -62,12 +65,13 @@ class TrainConfig:
     """Windows per update, per process."""
     context_len: int = 20
     """K: steps per training window and the most the policy attends over."""
-    windows: Literal["cover", "start", "center", "end"] = "cover"
-    """Where a training window sits around the step drawn for it. cover (default): the window's start is drawn over
-    every K-step window overlapping the episode, so its first and last steps are trained as often as its middle;
-    start: the window starts at the step (moved back at an episode's end), so an episode's first step is trained 1/K
-    as often as its middle (the original DT's); center: at a random position, first and last steps about half as often; end: d3rlpy's, the
-    last step 1/K as often. README, "Training defaults", has what each did on five tasks."""
+    windows: Literal["cover", "start", "center", "end"] | None = None
+    """Where a training window sits around the step drawn for it (default: cover; start under --preset paper).
+    cover: the window's start is drawn over every K-step window overlapping the episode, so its first and last steps
+    are trained as often as its middle; start: the window starts at the step (moved back at an episode's end), so an
+    episode's first step is trained 1/K as often as its middle (the original DT's); center: at a random position,
+    first and last steps about half as often; end: d3rlpy's, the last step 1/K as often. README, "Training
+    defaults", has what each did on five tasks."""
     lr: float | None = None
     """Peak learning rate (default: 6e-4; 1e-4 under --preset paper, as in Chen et al., 2021)."""
     weight_decay: float = 1e-4
@@ -150,7 +154,8 @@ class TrainConfig:
             self, steps=steps, warmup_steps=warmup,
             lr=self.lr if self.lr is not None else preset.lr,
             lr_schedule=self.lr_schedule if self.lr_schedule is not None else preset.lr_schedule,
-            return_scale=self.return_scale if self.return_scale is not None else preset.return_scale)
+            return_scale=self.return_scale if self.return_scale is not None else preset.return_scale,
+            windows=self.windows if self.windows is not None else preset.windows)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

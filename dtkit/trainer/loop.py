@@ -172,7 +172,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, obs_encoders: dict[str, En
     info = init_distributed(cfg.device)
     run_dir = Path(broadcast_object(cfg.run_dir or str(_default_run_dir(cfg.dataset)), info))
     cfg = replace(cfg, run_dir=str(run_dir))
-    assert cfg.steps is not None and cfg.lr is not None  # resolved above
+    assert cfg.steps is not None and cfg.lr is not None and cfg.windows is not None  # resolved above
     problem = writable_dir_error(run_dir)
     if problem:
         raise DtkitError(f"--run-dir {str(run_dir)!r} cannot hold a run: {problem}; choose another --run-dir")

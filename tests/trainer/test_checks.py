@@ -92,8 +92,8 @@ def test_resume_refuses_other_windows_and_reads_a_checkpoint_from_before_the_cho
     # and those runs had start windows (the default then), not today's default.
     saved = TrainConfig(windows="start").to_dict()
     with pytest.raises(DtkitError, match=r"--windows 'start' \(checkpoint\) vs 'cover' \(given\)"):
-        check_resume_flags(saved, TrainConfig(), "runs/x")
+        check_resume_flags(saved, TrainConfig().resolved(), "runs/x")
     before_the_choice = {k: v for k, v in saved.items() if k != "windows"}
     with pytest.raises(DtkitError, match=r"--windows 'start' \(checkpoint\) vs 'cover' \(given\)"):
-        check_resume_flags(before_the_choice, TrainConfig(), "runs/x")
-    check_resume_flags(before_the_choice, TrainConfig(windows="start"), "runs/x")
+        check_resume_flags(before_the_choice, TrainConfig().resolved(), "runs/x")
+    check_resume_flags(before_the_choice, TrainConfig(windows="start").resolved(), "runs/x")

@@ -12,7 +12,7 @@ import pytest
 from dtkit.cli import main
 from dtkit.model import ModelConfig
 from dtkit.trainer import TrainConfig, train
-from dtkit.trainer.config import PRESETS
+from dtkit.trainer.config import PRESETS, Preset
 from dtkit.trainer.loop import lr_factor
 
 
@@ -70,7 +70,7 @@ def test_run_saves_the_resolved_config_and_cli_takes_the_preset(make_dataset, tm
                  "--batch-size", "8", "--context-len", "4", "--eval-episodes", "1", "--eval-envs", "1",
                  "--model.d-model", "16", "--model.n-layer", "1", "--no-progress"]) == 0
     meta = json.loads((run / "checkpoints" / "step_00000020" / "meta.json").read_text())
-    assert meta["config"]["preset"] == "paper" and meta["config"]["windows"] == "cover"
+    assert meta["config"]["preset"] == "paper" and meta["config"]["windows"] == "start"  # the original DT's windows
     assert (meta["config"]["lr"], meta["config"]["warmup_steps"], meta["config"]["lr_schedule"]) == (1e-4, 10_000, "constant")
     assert meta["spec"]["return_scale"] == 1000.0
 
@@ -86,7 +86,9 @@ def test_budget_run_scales_returns_by_the_best_episode(make_dataset, tmp_path):
 
 
 def test_windows_default_to_cover_and_configs_saved_before_the_choice_read_as_start():
-    assert TrainConfig().windows == "cover"
+    assert TrainConfig().windows is None and TrainConfig().resolved().windows == "cover"
+    assert TrainConfig(preset="paper").resolved().windows == "start"
+    assert TrainConfig(preset="paper", windows="cover").resolved().windows == "cover"  # a flag wins over the preset
     saved_before_the_choice = {k: v for k, v in TrainConfig().to_dict().items() if k != "windows"}
     assert TrainConfig.from_dict(saved_before_the_choice).windows == "start"
     assert TrainConfig.from_dict(TrainConfig(windows="end").to_dict()).windows == "end"
@@ -98,4 +100,6 @@ def test_windows_choices_are_the_samplers():
 
     from dtkit.data.sampler import WINDOWS
 
-    assert get_args(get_type_hints(TrainConfig)["windows"]) == WINDOWS
+    choices, unset = get_args(get_type_hints(TrainConfig)["windows"])  # Literal[...] | None
+    assert get_args(choices) == WINDOWS and unset is type(None)
+    assert get_args(get_type_hints(Preset)["windows"]) == WINDOWS
