@@ -58,6 +58,7 @@ def test_train_then_eval(make_dataset, tmp_path, capsys):
     assert report["env_id"] == "CartPole-v1" and report["num_envs"] == 2 and report["env_steps_per_s"] > 0
     meta = json.loads((run / "checkpoints" / "step_00000012" / "meta.json").read_text())
     assert report["return_to_go_range"] == meta["spec"]["return_to_go_range"]  # clamped by default
+    assert "return-to-go fed to the model clamped to the training data's" in capsys.readouterr().out
     assert main(["eval", "--checkpoint", str(run), "--episodes", "1", "--num-envs", "1", "--out", str(out),
                  "--no-clamp-return-to-go", "--no-progress"]) == 0
     assert json.loads(out.read_text())["return_to_go_range"] is None

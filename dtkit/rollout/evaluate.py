@@ -95,6 +95,9 @@ class EvalReport:
             lines.append(line)
         if self.returns_rise_with_target is not None:
             lines.append(f"  achieved return rises with the target: {'yes' if self.returns_rise_with_target else 'no'}")
+        if self.return_to_go_range is not None:
+            lo, hi = self.return_to_go_range
+            lines.append(f"  return-to-go fed to the model clamped to the training data's [{lo:g}, {hi:g}]")
         if self.normalized_score is None and self.normalized_score_reason:
             lines.append(f"  normalised score: null ({self.normalized_score_reason})")
         return "\n".join(lines)
