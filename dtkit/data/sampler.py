@@ -31,8 +31,9 @@ class SegmentSampler:
       K-step window that overlaps the episode, then moved into it, so the first
       and last steps are read out as often as a middle one (the steps next to
       them up to twice as often). Measured on five tasks (README, "Training
-      defaults"): better than start on Acrobot and hopper medium-expert, level
-      on medium-replay and, over six seeds, on Pendulum.
+      defaults", evaluated with the return-to-go clamp): better than start on
+      Acrobot and hopper medium-expert, level on medium-replay and, over six
+      seeds, on Pendulum.
     * ``"start"``: the window starts at the drawn step, moved back where it
       would run past the episode's end (the original DT starts there too but
       pads instead). An episode's first step is read out 1/K as often as a

@@ -12,7 +12,7 @@ from dtkit.model.config import ModelConfig
 SAVED_BEFORE_THE_CHOICE: dict[str, Any] = {"windows": "start"}
 """What a config saved before a setting existed was trained with: runs before --windows had start windows."""
 
-__all__ = ["PRESETS", "Preset", "TrainConfig"]
+__all__ = ["PRESETS", "SAVED_BEFORE_THE_CHOICE", "Preset", "TrainConfig"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Preset:
     return_scale: float | None = None
     """None: the dataset's largest |episode return| (derived from the data, saved in the spec)."""
     windows: Literal["cover", "start", "center", "end"] = "cover"
+    """Where training windows sit around their drawn steps (see TrainConfig.windows)."""
 
 
 PRESETS: dict[str, Preset] = {
