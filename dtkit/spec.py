@@ -8,6 +8,7 @@ is plain data; :mod:`dtkit.data.spaces` derives a spec from gymnasium spaces.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -129,6 +130,12 @@ class Spec:
 
     def __post_init__(self) -> None:
         validate_layout(self.layout)
+        if self.return_to_go_range is not None:  # from a list (JSON) or any pair of numbers: kept as two floats
+            lo, hi = (float(x) for x in self.return_to_go_range)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise DtkitError(f"return_to_go_range={tuple(self.return_to_go_range)} is invalid; "
+                                 "use two finite numbers (lowest, highest)")
+            object.__setattr__(self, "return_to_go_range", (lo, hi))
         if self.obs and self.obs[-1].maskable:
             keys = [f.key for f in self.obs]
             fixed = [f.key for f in self.obs if not f.maskable]
@@ -186,15 +193,10 @@ class Spec:
             context_len=int(d["context_len"]),
             max_timestep=int(d["max_timestep"]),
             return_scale=float(d["return_scale"]),
-            return_to_go_range=None if d.get("return_to_go_range") is None else _range(d["return_to_go_range"]),
+            return_to_go_range=d.get("return_to_go_range"),
             block_obs_attention=bool(d["block_obs_attention"]),
             dict_obs=bool(d.get("dict_obs", False)),
         )
-
-
-def _range(pair: Any) -> tuple[float, float]:
-    lo, hi = (float(x) for x in pair)
-    return lo, hi
 
 
 def validate_layout(layout: tuple[str, ...]) -> None:

@@ -103,11 +103,6 @@ def spec_from_spaces(
         raise DtkitError(f"{where}: action space {action_space} is unsupported; dtkit supports {SUPPORTED_SPACES}")
     if not math.isfinite(return_scale) or return_scale <= 0:
         raise DtkitError(f"return_scale={return_scale} is invalid; use a positive finite number")
-    if return_to_go_range is not None:
-        lo, hi = (float(x) for x in return_to_go_range)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-            raise DtkitError(f"return_to_go_range={tuple(return_to_go_range)} is invalid; use two finite numbers (lowest, highest)")
-        return_to_go_range = (lo, hi)
     return Spec(obs=tuple(fields), action=action, layout=tuple(layout), context_len=context_len,
                 max_timestep=max_timestep, return_scale=return_scale, return_to_go_range=return_to_go_range,
                 block_obs_attention=block_obs_attention,
