@@ -52,8 +52,11 @@ What cannot match exactly (also written into results.json):
   window's start over every K-step window overlapping the episode and moves it
   inside, so first and last steps are trained on about as often as the middle.
 
-Runs are resumable: a run whose ``result.json`` exists is skipped, an
-interrupted dtkit run continues from its last checkpoint.
+Runs are resumable: a run whose ``result.json`` holds ``--eval-episodes``
+episodes per target is skipped, an interrupted dtkit run continues from its
+last checkpoint. Every run keeps its model (dtkit's checkpoints, d3rlpy's
+``model.d3``), so rerunning with another ``--eval-episodes`` only re-evaluates.
+Episode i of a target starts from reset seed ``seed + i`` on both sides.
 
 Usage:
     python scripts/compare_d3rlpy.py --dataset dtkit/hopper/medium-replay-v0 --steps 2000 --d3rlpy-python /tmp/d3venv/bin/python
@@ -149,11 +152,21 @@ def d3rlpy_worker(job_file: str) -> None:
             action_scaler=d3rlpy.preprocessing.MinMaxActionScaler(minimum=np.array(job["action_low"]),
                                                                   maximum=np.array(job["action_high"])))
         sampler = d3rlpy.algos.IdentityTransformerActionSampler()
-    algo = config.create(device="cpu:0")
+    # The trained model is kept beside the result, so more evaluation episodes later need no retraining.
+    model_file = Path(job["result"]).with_name("model.d3")
+    train_file = model_file.with_suffix(".json")
     start = time.perf_counter()
-    algo.fit(dataset, n_steps=s["steps"], n_steps_per_epoch=s["steps"], show_progress=job["progress"],
-             logger_adapter=d3rlpy.logging.NoopAdapterFactory(), with_timestamp=False)
-    train_s = time.perf_counter() - start
+    if model_file.is_file() and train_file.is_file():
+        algo = d3rlpy.load_learnable(str(model_file), device="cpu:0")
+        train_s = json.loads(train_file.read_text())["train_s"]
+    else:
+        algo = config.create(device="cpu:0")
+        algo.fit(dataset, n_steps=s["steps"], n_steps_per_epoch=s["steps"], show_progress=job["progress"],
+                 logger_adapter=d3rlpy.logging.NoopAdapterFactory(), with_timestamp=False)
+        train_s = time.perf_counter() - start
+        algo.save(str(model_file) + ".tmp")
+        os.replace(str(model_file) + ".tmp", model_file)
+        train_file.write_text(json.dumps({"train_s": train_s}))
 
     env = gym.make(job["env_id"])
     per_target = []
@@ -225,10 +238,13 @@ def run_dtkit(dataset: str, steps: int, seed: int, run_dir: Path, targets: list[
     from dtkit.trainer import TrainConfig, train
 
     result_file = run_dir / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
+    done = _finished(result_file, episodes)
+    if done is not None:
+        return done
+    # One env per episode: episode i starts from reset seed seed + i, as on d3rlpy's side (with fewer envs, an
+    # env's later episodes would start wherever its autoreset puts them).
     cfg = TrainConfig(dataset=dataset, steps=steps, seed=seed, run_dir=str(run_dir), target_returns=tuple(targets),
-                      eval_episodes=episodes, eval_envs=min(10, episodes), progress=progress)
+                      eval_episodes=episodes, eval_envs=episodes, progress=progress)
     if tiny:
         cfg = replace(cfg, **TINY_TRAIN, model=ModelConfig(**TINY_MODEL))
     resume = (run_dir / "checkpoints" / "latest").is_file()
@@ -271,8 +287,9 @@ def d3rlpy_settings(dataset: str, steps: int, tiny: bool) -> dict:
 
 def run_d3rlpy(python: str, job: dict, run_dir: Path) -> dict:
     result_file = run_dir / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
+    done = _finished(result_file, job["episodes"])
+    if done is not None:
+        return done
     run_dir.mkdir(parents=True, exist_ok=True)
     job = {**job, "result": str(result_file)}
     job_file = run_dir / "job.json"
@@ -285,6 +302,15 @@ def run_d3rlpy(python: str, job: dict, run_dir: Path) -> dict:
         raise DtkitError(f"the d3rlpy run in {run_dir} failed (exit {proc.returncode}); its output is above. "
                          f"Check that {python} has d3rlpy 2.8 (pip install 'dtkit-rl[d3rlpy]' in its venv)")
     return json.loads(result_file.read_text())
+
+
+def _finished(result_file: Path, episodes: int) -> dict | None:
+    """A run's result when it was evaluated over ``episodes`` episodes per target. Otherwise None: the run is trained,
+    or (a different --eval-episodes) re-evaluated from its saved model or checkpoint."""
+    if not result_file.is_file():
+        return None
+    result = json.loads(result_file.read_text())
+    return result if len(result["per_target"][0]["episode_returns"]) == episodes else None
 
 
 def _write_json(path: Path, obj: Any) -> None:

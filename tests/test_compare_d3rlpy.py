@@ -89,6 +89,11 @@ def test_tiny_dtkit_side_and_resume(compare, make_dataset, tmp_path, capsys):
     before = result.stat().st_mtime_ns
     assert compare.main(args) == 0  # finished runs are skipped
     assert result.stat().st_mtime_ns == before
+    checkpoint = (result.parent / "checkpoints" / "latest").read_text()
+    args[args.index("--eval-episodes") + 1] = "3"
+    assert compare.main(args) == 0  # more episodes: re-evaluated from the checkpoint, not retrained
+    assert (result.parent / "checkpoints" / "latest").read_text() == checkpoint
+    assert all(len(t["episode_returns"]) == 3 for t in json.loads(result.read_text())["per_target"])
 
 
 @pytest.mark.skipif(_d3rlpy_python() is None, reason="no python with d3rlpy 2.8 (set DTKIT_D3RLPY_PYTHON)")
@@ -102,3 +107,9 @@ def test_tiny_comparison_with_d3rlpy(compare, make_dataset, tmp_path, env_id):
     assert row["d3rlpy"]["per_target"]["best"]["return"]["n"] == 1
     bounds = row["d3rlpy"]["per_target"]["best"]["action_at_bounds_fraction"]["mean"]
     assert (bounds is None) == (env_id == "CartPole-v1")
+    model = next(out.rglob("d3rlpy-seed0")) / "model.d3"
+    before = model.stat().st_mtime_ns
+    assert compare.main(["--tiny", "--dataset", dataset_id, "--steps", "4", "--seeds", "0", "--eval-episodes", "2",
+                         "--d3rlpy-python", _d3rlpy_python(), "--out", str(out)]) == 0
+    assert model.stat().st_mtime_ns == before  # re-evaluated from the saved model, not retrained
+    assert all(len(t["episode_returns"]) == 2 for t in json.loads((model.parent / "result.json").read_text())["per_target"])
