@@ -165,8 +165,9 @@ def d3rlpy_worker(job_file: str) -> None:
                  logger_adapter=d3rlpy.logging.NoopAdapterFactory(), with_timestamp=False)
         train_s = time.perf_counter() - start
         algo.save(str(model_file) + ".tmp")
-        os.replace(str(model_file) + ".tmp", model_file)
-        train_file.write_text(json.dumps({"train_s": train_s}))
+        Path(str(train_file) + ".tmp").write_text(json.dumps({"train_s": train_s}))
+        for path in (model_file, train_file):  # renamed once whole: a crash leaves nothing that looks finished
+            os.replace(str(path) + ".tmp", path)
 
     env = gym.make(job["env_id"])
     per_target = []
